@@ -1,0 +1,68 @@
+"""Facts read from a Rezolus checkout: what it is and what it already attaches."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from hooks.register import is_rezolus_tree  # noqa: F401 (one definition, re-exported)
+
+SAMPLERS = Path("src") / "agent" / "samplers"
+_SECTION = re.compile(r'SEC\("(?:tp_btf|raw_tp|tracepoint/\w+|kprobe|fentry|fexit)/(\w+)"\)')
+
+
+def sampler_dir(root: Path, group: str, sampler: str) -> Path:
+    return Path(root) / SAMPLERS / group / "linux" / sampler
+
+
+def attached_hooks(root: Path) -> dict[str, list[str]]:
+    """Kernel hook name -> samplers ('group_name') whose BPF programs attach to it."""
+    found: dict[str, list[str]] = {}
+    for source in sorted((Path(root) / SAMPLERS).glob("*/linux/*/mod.bpf.c")):
+        name = f"{source.parent.parent.parent.name}_{source.parent.name}"
+        for hook in set(_SECTION.findall(source.read_text(errors="replace"))):
+            found.setdefault(hook, []).append(name)
+    return found
+
+
+def consolidation_warnings(root: Path, sampler) -> list[str]:
+    """Hooks of `sampler` that another sampler in the tree already attaches (principle P3)."""
+    attached = attached_hooks(root)
+    warnings = []
+    for hook in sampler.hooks:
+        others = [s for s in attached.get(hook.event, []) if s != sampler.name]
+        if others:
+            warnings.append(
+                f"{hook.tracepoint} is already attached by {', '.join(others)}: every program "
+                f"on a hook pays the entry/exit cost again; consider adding these counters "
+                f"to that sampler instead (principle P3)"
+            )
+    return warnings
+
+
+_METRIC_NAME = re.compile(r'#\[metric\(\s*name = "([^"]+)"')
+
+
+def declared_metrics(root: Path, exclude: Path | None = None) -> dict[str, str]:
+    """Metric name -> sampler directory (relative) for every stats.rs in the tree."""
+    found: dict[str, str] = {}
+    base = Path(root) / SAMPLERS
+    for stats in sorted(base.rglob("stats.rs")):
+        if exclude is not None and stats.parent == exclude:
+            continue
+        for name in _METRIC_NAME.findall(stats.read_text(errors="replace")):
+            if not name.startswith("rezolus_bpf_run_"):
+                found.setdefault(name, str(stats.parent.relative_to(base)))
+    return found
+
+
+def metric_collisions(root: Path, sampler) -> list[str]:
+    """Metric families of `sampler` that another sampler in the tree already declares."""
+    own = sampler_dir(root, sampler.group, sampler.sampler)
+    declared = declared_metrics(root, exclude=own)
+    return [
+        f"metric {name} is already declared by {declared[name]}; metric names identify one "
+        f"sampler's family, choose another name (or replace that sampler with --overwrite)"
+        for name in sampler.metric_names
+        if name in declared
+    ]
