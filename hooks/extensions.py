@@ -20,7 +20,13 @@ from jinja2.ext import Extension
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hooks import model  # noqa: E402
-from hooks.layout import comment, fill, rust_str_array  # noqa: E402
+from hooks.layout import (  # noqa: E402
+    comment,
+    fill,
+    rust_skeleton_include,
+    rust_static,
+    rust_str_array,
+)
 from hooks.register import Registration, RegistrationError, plan  # noqa: E402
 from hooks.tree import (  # noqa: E402
     consolidation_warnings,
@@ -78,8 +84,7 @@ def sampler_check(context, step: str) -> str:
 
 
 def _overwrite_refusal(context, answers: dict) -> str:
-    if context.get("_copier_operation") != "copy":
-        return ""
+    """An existing sampler directory needs --overwrite (`copier update` always sets it)."""
     conf = context.get("_copier_conf") or {}
     if conf.get("overwrite"):
         return ""
@@ -99,9 +104,6 @@ def _overwrite_refusal(context, answers: dict) -> str:
     )
 
 
-_PREFLIGHT_DONE: set[str] = set()
-
-
 def _registration_refusal(target: Path, sampler: model.Sampler) -> str:
     """Dry-run the registration so a tree it cannot edit is refused before rendering."""
     try:
@@ -118,9 +120,15 @@ def sampler_preflight(context) -> str:
     The template's top directory is named `{{ sampler_preflight() }}src`, so
     this runs on the first path Copier renders, after all questions (including
     --defaults and recorded answers, which Copier does not validate) and
-    before any file exists.
+    before any file exists. Each Copier run has its own Jinja environment, so
+    the verdict is kept there: later paths of the same run are not re-checked
+    against files this run wrote.
     """
     answers = _answers(context)
+    key = repr(sorted(answers.items()))
+    done = context.environment.__dict__.setdefault("_sampler_preflight", set())
+    if key in done:
+        return ""
     try:
         sampler = model.build(answers, _target(context))
     except model.SpecError as err:
@@ -133,17 +141,15 @@ def sampler_preflight(context) -> str:
         )
     if refusal:
         raise _Refusal(f"Refusing to render: {refusal}")
-    key = repr(sorted(answers.items()))
-    if key not in _PREFLIGHT_DONE:
-        _PREFLIGHT_DONE.add(key)
-        summary = ", ".join(f"map {m.name} ({m.n} slots, W={m.width})" for m in sampler.maps)
-        print(
-            f"{sampler.name}: {len(sampler.hooks)} tracepoint(s), "
-            f"{len(sampler.programs)} program(s), {summary}",
-            file=sys.stderr,
-        )
-        for warning in consolidation_warnings(target, sampler) if target else []:
-            print(f"warning: {warning}", file=sys.stderr)
+    done.add(key)
+    summary = ", ".join(f"map {m.name} ({m.n} slots, W={m.width})" for m in sampler.maps)
+    print(
+        f"{sampler.name}: {len(sampler.hooks)} tracepoint(s), "
+        f"{len(sampler.programs)} program(s), {summary}",
+        file=sys.stderr,
+    )
+    for warning in consolidation_warnings(target, sampler) if target else []:
+        print(f"warning: {warning}", file=sys.stderr)
     return ""
 
 
@@ -161,8 +167,21 @@ def sampler_model(context) -> model.Sampler:
 
 
 @pass_context
-def sampler_tree(context) -> Path | None:
-    return _target(context)
+def sampler_shared_hooks(context) -> list[str]:
+    """Consolidation warnings (P3) for the doc stub; empty outside a Rezolus tree."""
+    target = _target(context)
+    return consolidation_warnings(target, sampler_model(context)) if target else []
+
+
+def attach_summary(sampler: model.Sampler) -> str:
+    return {
+        "tp_btf": "`tp_btf` programs with `raw_tp` twins; `kernel_has_btf()` picks one at load "
+        "time, so kernels without their own BTF fall back to `raw_tp`",
+        "raw_tp": "`raw_tp` programs; no kernel BTF needed (arguments read with CO-RE "
+        "`BPF_CORE_READ`)",
+        "tracepoint": "classic `tracepoint` programs reading the event record; no kernel BTF "
+        "needed, ranked below `raw_tp` on overhead",
+    }[sampler.attach]
 
 
 class SamplerExtension(Extension):
@@ -172,9 +191,12 @@ class SamplerExtension(Extension):
             sampler_check=sampler_check,
             sampler_preflight=sampler_preflight,
             sampler_model=sampler_model,
-            sampler_tree=sampler_tree,
+            sampler_shared_hooks=sampler_shared_hooks,
+            attach_summary=attach_summary,
             current_year=datetime.date.today().year,
             fill=fill,
             comment=comment,
             rust_str_array=rust_str_array,
+            rust_skeleton_include=rust_skeleton_include,
+            rust_static=rust_static,
         )

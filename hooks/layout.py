@@ -14,6 +14,9 @@ COLUMNS = 100
 # rustfmt keeps an array literal on one line while `[...]` is at most this
 # wide (its `array_width` heuristic, measured with rustfmt 1.95).
 RUST_ARRAY_WIDTH = 62
+# ... and a call's argument list on one line while the call is at most this wide
+# (`fn_call_width`).
+RUST_CALL_WIDTH = 60
 
 
 def fill(prefix: str, items: list[str], sep: str, end: str, columns: int = COLUMNS) -> str:
@@ -61,3 +64,21 @@ def rust_str_array(items: list[str], indent: str) -> str:
         return "&" + one_line
     inner = "".join(f"{indent}    {q},\n" for q in quoted)
     return f"&[\n{inner}{indent}]"
+
+
+def rust_skeleton_include(name: str, indent: str = "    ") -> str:
+    """`include!` of the libbpf-cargo skeleton `$OUT_DIR/<name>.bpf.rs`, rustfmt-shaped."""
+    args = ['env!("OUT_DIR")', f'"/{name}.bpf.rs"']
+    inner = f"concat!({', '.join(args)})"
+    if len(inner) <= RUST_CALL_WIDTH:
+        return f"{indent}include!({inner});"
+    body = "".join(f"{indent}    {arg},\n" for arg in args[:-1]) + f"{indent}    {args[-1]}\n"
+    return f"{indent}include!(concat!(\n{body}{indent}));"
+
+
+def rust_static(name: str, rust_type: str, init: str) -> str:
+    """`pub static NAME: T = init;`, broken after `=` when over the column limit."""
+    line = f"pub static {name}: {rust_type} = {init};"
+    if len(line) <= COLUMNS:
+        return line
+    return f"pub static {name}: {rust_type} =\n    {init};"

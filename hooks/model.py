@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ MAX_BANK_SLOTS = 512  # slots in one map's per-CPU bank: MAX_CPUS * 512 * 8 B = 
 MAX_TRACEPOINTS = 64
 MAX_EXPR_LEN = 200
 MAX_DESCRIPTION_LEN = 200
+MAX_STATIC_LEN = 64  # keeps every generated declaration within 100 columns
 
 ATTACH_STYLES = ("tp_btf", "raw_tp", "tracepoint")
 LAYOUTS = ("totals", "per_cpu")
@@ -331,6 +333,11 @@ class Sampler:
         return "cpu_counters" if self.layout == "per_cpu" else "counters"
 
     @property
+    def computed_labels(self) -> bool:
+        """Whether any slot index is computed at run time (and so bounds-checked)."""
+        return any(inc.index for c in self.counters for inc in c.increments)
+
+    @property
     def memory_bytes(self) -> int:
         return sum(m.bytes for m in self.maps)
 
@@ -466,6 +473,31 @@ def _tracefs_fields(category: str, event: str) -> list[str] | None:
     return [n for n in names if not n.startswith("common_")]
 
 
+def class_from_tracefs(category: str, event: str, raw_structs: dict) -> str | None:
+    """The event class whose record has the event's fields, per the running kernel.
+
+    Several records can share field names: structs named after another event
+    are that event's own, and among the rest the one sharing the longest name
+    prefix with the event wins (sched_process_free -> sched_process_template).
+    Dynamic fields are `__data_loc_<name>` in BTF and `<name>` in tracefs.
+    """
+    fields = _tracefs_fields(category, event)
+    if fields is None:
+        return None
+    events = vmlinux.signatures(None).btf_args
+
+    def names(record) -> list[str]:
+        return [f.removeprefix("__data_loc_") for _, f in record]
+
+    matches = [k for k, v in raw_structs.items() if names(v) == fields and k not in events]
+    if not matches:
+        return None
+    prefix = lambda k: len(os.path.commonprefix([k, event]))  # noqa: E731
+    best = max(prefix(k) for k in matches)
+    winners = [k for k in matches if prefix(k) == best]
+    return winners[0] if len(winners) == 1 else None
+
+
 def _classic_struct(category: str, event: str, explicit: str | None, sigs) -> str:
     if explicit:
         if explicit not in sigs.raw_structs:
@@ -476,11 +508,12 @@ def _classic_struct(category: str, event: str, explicit: str | None, sigs) -> st
         return explicit
     if event in sigs.raw_structs:
         return event
-    fields = _tracefs_fields(category, event)
-    if fields is not None:
-        matches = [k for k, v in sigs.raw_structs.items() if [f for _, f in v] == fields]
-        if len(matches) == 1:
-            return matches[0]
+    known = vmlinux.event_classes().get(f"{category}:{event}")
+    if known in sigs.raw_structs:
+        return known
+    found = class_from_tracefs(category, event, sigs.raw_structs)
+    if found:
+        return found
     raise SpecError(
         f"{category}:{event} is defined through an event class and vmlinux.h has no "
         f"struct trace_event_raw_{event}; name the class struct, for example "
@@ -904,6 +937,12 @@ def build(answers: dict, rezolus_root: Path | None = None) -> Sampler:
 
     maps = lay_out(counters, name)
     statics = [slot.static for m in maps for slot in m.slots]
+    too_long = [name for name in statics if len(name) > MAX_STATIC_LEN]
+    if too_long:
+        raise SpecError(
+            f"static name {too_long[0]} is {len(too_long[0])} characters (metric name plus label "
+            f"values); the limit is {MAX_STATIC_LEN}: shorten the metric name or label values"
+        )
     clash = sorted({s for s in statics if statics.count(s) > 1})
     reserved = {"BPF_RUN_COUNT", "BPF_RUN_TIME"} | {m.acq_static for m in maps}
     clash += sorted(set(statics) & reserved)

@@ -110,11 +110,38 @@ def signatures(rezolus_root: Path | None, arch: str = "x86_64") -> Signatures:
     return _bundled()[arch]
 
 
+@functools.lru_cache(maxsize=1)
+def event_classes() -> dict[str, str]:
+    """'category:event' -> class struct suffix, for events without their own struct.
+
+    Recorded by `--write-index` from a kernel's tracefs (see `classes_from_tracefs`)
+    so renders agree on every machine, tracefs or not.
+    """
+    return json.loads(INDEX_PATH.read_text()).get("event_classes", {})
+
+
+def classes_from_tracefs(sigs: Signatures, tracefs: Path) -> dict[str, str]:
+    from hooks.model import class_from_tracefs  # the one matching rule
+
+    found = {}
+    for fmt in sorted(tracefs.glob("events/*/*/format")):
+        category, event = fmt.parent.parent.name, fmt.parent.name
+        if event in sigs.raw_structs or event not in sigs.btf_args:
+            continue
+        struct = class_from_tracefs(category, event, sigs.raw_structs)
+        if struct:
+            found[f"{category}:{event}"] = struct
+    return found
+
+
 def write_index(rezolus_root: Path, out: Path = INDEX_PATH) -> None:
-    data = {}
+    data: dict = {}
     for arch in ARCHES:
         sigs = parse(header_path(rezolus_root, arch).read_text(errors="replace"))
         data[arch] = {"btf_args": sigs.btf_args, "raw_structs": sigs.raw_structs}
+    tracefs = Path("/sys/kernel/tracing")
+    x86 = parse(header_path(rezolus_root, "x86_64").read_text(errors="replace"))
+    data["event_classes"] = classes_from_tracefs(x86, tracefs)
     out.write_text(json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n")
 
 

@@ -1,0 +1,675 @@
+"""Prove a rendered sampler against the running kernel (principle P14).
+
+    python -m hooks.prove SAMPLER_DIR [--workload W | --command CMD]
+                          [--count N] [--size S] [--force-raw] [--json] [--write-doc]
+
+Compiles ``mod.bpf.c`` with Rezolus' flags, loads it the way the generated
+``mod.rs`` does (same twin selection, read from the rendered ``mod.rs`` text),
+attaches every program, runs a workload and reads every counters map through
+mmap with the stride Rezolus' reader uses.  Prints each series' delta and,
+per program, verifier/xlated instruction counts, run count and ns per event
+from kernel BPF stats.  ``--write-doc`` stores those figures in the sampler's
+``README.md`` between the measured-cost markers.
+
+Exit status: 0 proven, 1 the sampler is wrong (compile, verifier, layout,
+twins, workload failure), 2 usage, 77 cannot prove here (not root, BPF
+refused, workload impossible), 130 interrupted.  Nothing is pinned; every
+link is owned by this process and destroyed on exit (``hooks.bpf``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from hooks import bpf
+from hooks.register import _atomic_write
+from hooks.tree import is_rezolus_tree
+
+EXIT_FAIL, EXIT_USAGE, EXIT_CANNOT, EXIT_INTERRUPTED = 1, 2, 77, 130
+MAX_CPUS_DEFAULT = 1024  # crate::agent::MAX_CPUS when src/agent/mod.rs cannot be read
+BEGIN, END = "<!-- measured-cost:begin -->", "<!-- measured-cost:end -->"
+BTF_PATH = Path("/sys/kernel/btf/vmlinux")
+ARCHES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
+SYS_GETPPID = {"x86_64": 110, "aarch64": 173}
+NOT_LABELS = {"unit", "acq_group", "sampler"}
+
+
+class ProveError(Exception):
+    """The sampler is wrong or inconsistent (exit 1)."""
+
+
+class CannotProve(Exception):
+    """This machine cannot prove anything (exit 77)."""
+
+
+# --------------------------------------------------------------------------
+# reading the rendered sources
+# --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Series:
+    static: str
+    metric: str
+    labels: dict[str, str]
+
+    @property
+    def key(self) -> str:
+        inner = ", ".join(f"{k}={v}" for k, v in self.labels.items())
+        return f"{self.metric}{{{inner}}}" if inner else self.metric
+
+
+@dataclasses.dataclass(frozen=True)
+class CounterMap:
+    map: str
+    vector: str
+    per_cpu: bool  # registered with .cpu_counters (CounterGroup statics)
+    statics: list[str]
+
+    @property
+    def width(self) -> int:
+        """Rezolus' bank width: whole cachelines of u64, in u64 slots."""
+        return -(-len(self.statics) * 8 // 64) * 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampler:
+    dir: Path
+    root: Path
+    name: str
+    maps: list[CounterMap]
+    series: dict[str, Series]
+    twins: tuple[list[str], list[str]] | None  # (disabled with BTF, disabled without)
+    categories: list[str]
+
+
+def _strip_line_comments(text: str) -> str:
+    return re.sub(r"//[^\n]*", "", text)
+
+
+_VEC = re.compile(r"let\s+(\w+)\s*=\s*vec!\s*\[(.*?)\]\s*;", re.S)
+_REG = re.compile(r"\.(counters|cpu_counters)\(\s*\"(\w+)\"\s*,\s*(\w+)\s*,")
+_TWINS = re.compile(
+    r"\.disabled_programs\(\s*if\s+kernel_has_btf\(\)\s*\{\s*&\[(.*?)\]\s*\}\s*else\s*\{\s*&\[(.*?)\]\s*\}\s*\)",
+    re.S,
+)
+_METRIC = re.compile(r'#\[metric\(((?:[^"()]|"(?:[^"\\]|\\.)*")*)\)\]\s*pub\s+static\s+(\w+)\s*:')
+_KV = re.compile(r'(\w+)\s*=\s*"((?:[^"\\]|\\.)*)"')
+_DOC_HOOK = re.compile(r"^//! \* `(\w+):\w+", re.M)
+_SEC_CATEGORY = re.compile(r'SEC\("tracepoint/(\w+)/\w+"\)')
+
+
+def parse_counter_maps(mod_rs: str) -> list[CounterMap]:
+    """Every ``.counters``/``.cpu_counters`` registration with its vector's statics."""
+    code = _strip_line_comments(mod_rs)
+    vectors = {name: re.findall(r"&\s*(\w+)", body) for name, body in _VEC.findall(code)}
+    maps = []
+    for kind, map_name, vector in _REG.findall(code):
+        if vector not in vectors:
+            raise ProveError(f"mod.rs registers map {map_name!r} with {vector!r}, but has no `let {vector} = vec![...];`")
+        maps.append(CounterMap(map_name, vector, kind == "cpu_counters", vectors[vector]))
+    return maps
+
+
+def parse_twins(mod_rs: str) -> tuple[list[str], list[str]] | None:
+    """The two name lists of ``.disabled_programs(if kernel_has_btf() {..} else {..})``."""
+    code = _strip_line_comments(mod_rs)
+    match = _TWINS.search(code)
+    if match is None:
+        if ".disabled_programs(" in code:
+            raise ProveError("mod.rs calls .disabled_programs(...) in a form other than `if kernel_has_btf() { &[..] } else { &[..] }`")
+        return None
+    with_btf, without = (re.findall(r'"(\w+)"', group) for group in match.groups())
+    return with_btf, without
+
+
+def parse_metrics(stats_rs: str) -> dict[str, Series]:
+    """Static name -> metric name and labels (metadata minus unit/acq_group/sampler)."""
+    found = {}
+    for body, static in _METRIC.findall(stats_rs):
+        fields = dict(_KV.findall(re.sub(r"metadata\s*=\s*\{.*?\}", "", body, flags=re.S)))
+        meta = re.search(r"metadata\s*=\s*\{(.*?)\}", body, re.S)
+        labels = {k: v for k, v in _KV.findall(meta.group(1) if meta else "") if k not in NOT_LABELS}
+        found[static] = Series(static, fields.get("name", "?"), labels)
+    return found
+
+
+def find_root(start: Path) -> Path:
+    for candidate in [start, *start.parents]:
+        if is_rezolus_tree(candidate):
+            return candidate
+    raise ProveError(f"{start} is not inside a Rezolus tree (no build.rs with SOURCES above it)")
+
+
+def read_sampler(directory: Path) -> Sampler:
+    directory = directory.resolve()
+    for name in ("mod.bpf.c", "mod.rs", "stats.rs"):
+        if not (directory / name).is_file():
+            raise ProveError(f"{directory} is not a rendered sampler: {name} is missing")
+    root = find_root(directory)
+    mod_rs = (directory / "mod.rs").read_text()
+    name_match = re.search(r'const\s+NAME\s*:\s*&str\s*=\s*"(\w+)"', mod_rs)
+    categories = _DOC_HOOK.findall(mod_rs) + _SEC_CATEGORY.findall((directory / "mod.bpf.c").read_text())
+    sampler = Sampler(
+        dir=directory,
+        root=root,
+        name=name_match.group(1) if name_match else directory.name,
+        maps=parse_counter_maps(mod_rs),
+        series=parse_metrics((directory / "stats.rs").read_text()),
+        twins=parse_twins(mod_rs),
+        categories=list(dict.fromkeys(categories)),
+    )
+    if not sampler.maps:
+        raise ProveError("mod.rs registers no .counters/.cpu_counters map: nothing to prove")
+    for m in sampler.maps:
+        missing = [s for s in m.statics if s not in sampler.series]
+        if missing:
+            raise ProveError(f"vector {m.vector} names statics stats.rs does not declare: {', '.join(missing)}")
+    return sampler
+
+
+def max_cpus(root: Path) -> int:
+    try:
+        text = (root / "src" / "agent" / "mod.rs").read_text()
+    except OSError:
+        return MAX_CPUS_DEFAULT
+    match = re.search(r"pub\s+const\s+MAX_CPUS\s*:\s*usize\s*=\s*(\d+)", text)
+    return int(match.group(1)) if match else MAX_CPUS_DEFAULT
+
+
+# --------------------------------------------------------------------------
+# workloads
+# --------------------------------------------------------------------------
+
+
+Run = Callable[[], str]  # performs the measured work, returns what it did
+
+
+@contextmanager
+def _syscalls(n: int, _size: int) -> Iterator[Run]:
+    def run() -> str:
+        for _ in range(n):
+            os.getppid()  # glibc does not cache getppid: one syscall each
+        return f"{n} getppid() syscalls (nr {SYS_GETPPID.get(host_arch(), '?')})"
+
+    yield run
+
+
+@contextmanager
+def _udp(n: int, size: int) -> Iterator[Run]:
+    payload = b"\xa5" * size
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        rx.bind(("127.0.0.1", 0))
+        rx.settimeout(5)
+        tx.connect(rx.getsockname())
+
+        def run() -> str:
+            for _ in range(n):  # one in flight at a time: nothing dropped
+                tx.send(payload)
+                if len(rx.recv(size + 1)) != size:
+                    raise ProveError("udp workload: short datagram")
+            return f"{n} UDP datagrams of {size} B sent and received on 127.0.0.1"
+
+        yield run
+
+
+@contextmanager
+def _loop_device(size: int) -> Iterator[str]:
+    """A loop device over a fresh sparse file, detached (and the file removed) on exit."""
+    if shutil.which("losetup") is None:
+        raise CannotProve("block workload needs losetup (util-linux)")
+    with tempfile.TemporaryDirectory(prefix="prove-block-", dir="/var/tmp") as tmp:
+        backing = Path(tmp) / "disk.img"
+        with open(backing, "wb") as f:
+            f.truncate(size)
+        proc = None
+        for extra in (["--direct-io=on"], []):
+            proc = subprocess.run(["losetup", "--find", "--show", *extra, str(backing)], capture_output=True, text=True)
+            if proc.returncode == 0:
+                break
+        assert proc is not None
+        if proc.returncode != 0:
+            raise CannotProve(f"block workload: losetup failed: {proc.stderr.strip()}")
+        device = proc.stdout.strip()
+        try:
+            if shutil.which("udevadm"):  # let udev's probe reads finish before measuring
+                subprocess.run(["udevadm", "settle", "--timeout=5"], capture_output=True)
+            yield device
+        finally:
+            subprocess.run(["losetup", "--detach", device], capture_output=True)
+
+
+@contextmanager
+def _block(n: int, size: int) -> Iterator[Run]:
+    import mmap
+
+    if size % 512:
+        raise ProveError("block workload: --size must be a multiple of 512")
+    buf = mmap.mmap(-1, size)  # page-aligned, as O_DIRECT requires
+    buf.write(b"\x5a" * size)
+    with _loop_device(max(n * size, 1 << 20)) as device:
+        fd = os.open(device, os.O_WRONLY | os.O_DIRECT | os.O_SYNC)
+        try:
+            def run() -> str:
+                for i in range(n):
+                    if os.pwrite(fd, buf, i * size) != size:
+                        raise ProveError("block workload: short write")
+                return f"{n} direct (O_DIRECT|O_SYNC) writes of {size} B to {device}, a loop device (set up and torn down outside the measurement)"
+
+            yield run
+        finally:
+            os.close(fd)
+
+
+@contextmanager
+def _fork(n: int, _size: int) -> Iterator[Run]:
+    def run() -> str:
+        for _ in range(n):
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.execv("/bin/true", ["/bin/true"])
+                finally:
+                    os._exit(127)
+            _, status = os.waitpid(pid, 0)
+            if os.waitstatus_to_exitcode(status) != 0:
+                raise ProveError("fork workload: /bin/true failed")
+        return f"{n} fork+exec of /bin/true"
+
+    yield run
+
+
+@contextmanager
+def _command(command: str) -> Iterator[Run]:
+    def run() -> str:
+        status = subprocess.run(command, shell=True).returncode
+        if status:
+            raise ProveError(f"workload command exited with status {status}: {command}")
+        return f"shell command: {command}"
+
+    yield run
+
+
+WORKLOADS: dict[str, tuple[Callable[[int, int], Any], int, int]] = {
+    # name: (context manager yielding the measured run, default count, default size)
+    "syscalls": (_syscalls, 200_000, 0),
+    "udp": (_udp, 20_000, 512),
+    "block": (_block, 256, 4096),
+    "fork": (_fork, 300, 0),
+}
+CATEGORY_WORKLOAD = {"raw_syscalls": "syscalls", "syscalls": "syscalls", "net": "udp", "block": "block", "sched": "fork"}
+
+
+def default_workload(categories: list[str]) -> str | None:
+    return next((CATEGORY_WORKLOAD[c] for c in categories if c in CATEGORY_WORKLOAD), None)
+
+
+@dataclasses.dataclass
+class Workload:
+    name: str
+    count: int | None
+    size: int | None
+    description: str = ""
+    seconds: float = 0.0
+
+
+def workload_for(name: str | None, command: str | None, count: int | None, size: int | None) -> tuple[Workload, Any]:
+    """The workload's record and its context manager (setup/teardown outside the measurement)."""
+    if command is not None:
+        return Workload("command", None, None), _command(command)
+    assert name is not None
+    factory, default_count, default_size = WORKLOADS[name]
+    n = default_count if count is None else count
+    s = default_size if size is None else size
+    return Workload(name, n, s or None), factory(n, s)
+
+
+# --------------------------------------------------------------------------
+# proving
+# --------------------------------------------------------------------------
+
+
+def host_arch() -> str:
+    return ARCHES.get(platform.machine(), platform.machine())
+
+
+@dataclasses.dataclass
+class MapReader:
+    spec: CounterMap
+    view: memoryview
+    ncpus: int
+
+    def snapshot(self) -> list[list[int]]:
+        """values[slot][cpu] read with Rezolus' stride."""
+        w, v = self.spec.width, self.view
+        return [[v[cpu * w + slot] for cpu in range(self.ncpus)] for slot in range(len(self.spec.statics))]
+
+    def close(self) -> None:
+        mm = self.view.obj
+        self.view.release()
+        mm.close()
+
+
+def _select_programs(obj: bpf.BpfObject, sampler: Sampler, force_raw: bool, notes: list[str]) -> tuple[str | None, list[str]]:
+    """Apply mod.rs' twin choice; returns (twin kind, disabled names)."""
+    if sampler.twins is None:
+        if force_raw:
+            notes.append("--force-raw: mod.rs has no disabled_programs twins; every program loads")
+        return None, []
+    btf = BTF_PATH.exists() and not force_raw
+    disabled = sampler.twins[0] if btf else sampler.twins[1]
+    names = set(obj.program_names())
+    unknown = [n for n in disabled if n not in names]
+    if unknown:
+        raise ProveError(
+            f"mod.rs disables programs that are not in the object: {', '.join(unknown)} "
+            f"(object has: {', '.join(sorted(names))})"
+        )
+    for name in disabled:
+        obj.set_autoload(name, False)
+    return ("tp_btf" if btf else "raw_tp"), disabled
+
+
+def _open_readers(obj: bpf.BpfObject, sampler: Sampler, ncpus: int, cpu_limit: int, errors: list[str], stack: ExitStack) -> list[MapReader]:
+    readers = []
+    for spec in sampler.maps:
+        try:
+            info = obj.map_info(spec.map)
+        except bpf.BpfError as e:
+            errors.append(str(e).splitlines()[0])
+            continue
+        if info.max_entries % cpu_limit or info.max_entries // cpu_limit != spec.width:
+            errors.append(
+                f"map {spec.map}: Rezolus reads it with W = ceil({len(spec.statics)}*8/64)*8 = {spec.width} "
+                f"(vector {spec.vector} has {len(spec.statics)} entries) but max_entries/{cpu_limit} = "
+                f"{info.max_entries / cpu_limit:g}"
+            )
+        if not info.mmapable or info.value_size != 8 or info.type != bpf.BPF_MAP_TYPE_ARRAY:
+            errors.append(f"map {spec.map}: not an mmapable u64 ARRAY (type {info.type}, value {info.value_size} B, flags {info.map_flags:#x})")
+            continue
+        if ncpus * spec.width > info.max_entries:
+            errors.append(f"map {spec.map}: {ncpus} CPUs x W {spec.width} exceeds max_entries {info.max_entries}; not read")
+            continue
+        reader = MapReader(spec, bpf.mmap_u64_array(obj.map_fd(spec.map), info.max_entries), ncpus)
+        stack.callback(reader.close)
+        readers.append(reader)
+    return readers
+
+
+def prove(
+    directory: Path,
+    workload: str | None,
+    command: str | None,
+    count: int | None,
+    size: int | None,
+    force_raw: bool = False,
+    on_attached: Callable[[list[int]], None] | None = None,
+) -> dict[str, Any]:
+    """Compile, load, attach, run the workload and measure; returns the report."""
+    sampler = read_sampler(directory)
+    if command is None and workload is None:
+        workload = default_workload(sampler.categories)
+        if workload is None:
+            raise ProveError(
+                f"no built-in workload for tracepoint categories {sampler.categories or '(none found)'}: "
+                f"pass --command or --workload"
+            )
+    work, workload_cm = workload_for(workload, command, count, size)
+    if os.geteuid() != 0:
+        raise CannotProve("not running as root (loading and attaching BPF needs CAP_BPF + CAP_PERFMON)")
+    ok, why = bpf.bpf_available()
+    if not ok and "no BTF" not in why:
+        raise CannotProve(why)
+    errors: list[str] = []
+    notes: list[str] = []
+    arch = host_arch()
+    cpu_limit = max_cpus(sampler.root)
+    ncpus = min(bpf.possible_cpus(), cpu_limit)
+
+    with tempfile.TemporaryDirectory(prefix="prove-") as tmp, ExitStack() as stack:
+        obj_path = Path(tmp) / f"{sampler.name}.bpf.o"
+        try:
+            bpf.compile_bpf(sampler.dir / "mod.bpf.c", obj_path, sampler.root, arch)
+        except bpf.BpfError as e:
+            raise ProveError(str(e)) from e
+        stack.enter_context(bpf.cleanup_on_signals())
+        try:
+            bpf.ensure_fs()
+        except bpf.BpfError as e:
+            raise CannotProve(str(e)) from e
+        obj = stack.enter_context(bpf.BpfObject.open(obj_path))
+        twins, disabled = _select_programs(obj, sampler, force_raw, notes)
+        try:
+            obj.load()
+        except bpf.BpfError as e:
+            raise ProveError(f"the verifier refused the sampler:\n{e}") from e
+        loaded = [n for n in obj.program_names() if n not in disabled]
+        try:
+            obj.attach_all()
+        except bpf.BpfError as e:
+            raise ProveError(str(e)) from e
+        readers = _open_readers(obj, sampler, ncpus, cpu_limit, errors, stack)
+        stats_mechanism = stack.enter_context(bpf.bpf_stats_enabled())
+        ids = [obj.prog_info(n).id for n in loaded]
+        sections = {n: obj.section_name(n) for n in loaded}
+        if on_attached:
+            on_attached(ids)
+
+        with workload_cm as run:
+            before_progs = {n: obj.prog_info(n) for n in loaded}
+            before = [r.snapshot() for r in readers]
+            start = time.monotonic()
+            work.description = run()
+            work.seconds = time.monotonic() - start
+            after = [r.snapshot() for r in readers]
+            after_progs = {n: obj.prog_info(n) for n in loaded}
+
+    counters = []
+    for reader, b, a in zip(readers, before, after):
+        for slot, static in enumerate(reader.spec.statics):
+            series = sampler.series[static]
+            per_cpu = [y - x for x, y in zip(b[slot], a[slot])]
+            counters.append({
+                "map": reader.spec.map, "slot": slot, "static": static, "metric": series.metric,
+                "labels": series.labels, "key": series.key, "per_cpu_layout": reader.spec.per_cpu,
+                "before": sum(b[slot]), "after": sum(a[slot]), "delta": sum(per_cpu), "per_cpu": per_cpu,
+            })
+    programs = []
+    for name in loaded:
+        x, y = before_progs[name], after_progs[name]
+        runs, ns = y.run_cnt - x.run_cnt, y.run_time_ns - x.run_time_ns
+        programs.append({
+            "name": name, "id": y.id, "section": sections[name],
+            "verified_insns": y.verified_insns, "xlated_insns": y.xlated_insns, "insn_cnt": y.insn_cnt,
+            "run_cnt": runs, "run_time_ns": ns, "ns_per_event": round(ns / runs, 1) if runs else None,
+        })
+    return {
+        "sampler": sampler.name,
+        "dir": str(sampler.dir),
+        "root": str(sampler.root),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "kernel": platform.release(),
+        "arch": arch,
+        "command_line": None,  # set by main()
+        "btf": BTF_PATH.exists(),
+        "twins": twins,
+        "disabled": disabled,
+        "loaded": loaded,
+        "possible_cpus": ncpus,
+        "max_cpus": cpu_limit,
+        "stats": stats_mechanism,
+        "maps": [
+            {"name": r.spec.map, "vector": r.spec.vector, "n": len(r.spec.statics), "width": r.spec.width,
+             "layout": "per_cpu" if r.spec.per_cpu else "totals"}
+            for r in readers
+        ],
+        "workload": dataclasses.asdict(work),
+        "counters": counters,
+        "programs": programs,
+        "notes": notes,
+        "errors": errors,
+    }
+
+
+# --------------------------------------------------------------------------
+# output
+# --------------------------------------------------------------------------
+
+
+def _table(rows: list[list[str]], right: set[int]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _ns(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def format_text(report: dict[str, Any]) -> str:
+    work = report["workload"]
+    twins = {None: "none (every program loads)", "tp_btf": "tp_btf programs (raw_tp twins disabled)",
+             "raw_tp": "raw_tp programs (tp_btf twins disabled)"}[report["twins"]]
+    out = [
+        f"sampler {report['sampler']}  ({report['dir']})",
+        f"kernel {report['kernel']} {report['arch']}, BTF {'yes' if report['btf'] else 'no'}, "
+        f"{report['possible_cpus']} possible CPUs, twins: {twins}",
+        f"workload {work['name']}: {work['description']} in {work['seconds']:.2f} s",
+        "maps: " + "; ".join(f"{m['name']} n={m['n']} W={m['width']} ({m['layout']})" for m in report["maps"]),
+        "",
+    ]
+    per_cpu = any(c["per_cpu_layout"] for c in report["counters"])
+    rows = [["metric", "delta"] + (["per CPU"] if per_cpu else [])]
+    for c in report["counters"]:
+        row = [c["key"], str(c["delta"])]
+        if per_cpu:
+            row.append(" ".join(f"cpu{i}={v}" for i, v in enumerate(c["per_cpu"]) if v) if c["per_cpu_layout"] else "")
+        rows.append(row)
+    out += [_table(rows, {1}), ""]
+    rows = [["program", "section", "verified", "xlated", "runs", "ns/event"]]
+    for p in report["programs"]:
+        rows.append([p["name"], p["section"], str(p["verified_insns"]), str(p["xlated_insns"]), str(p["run_cnt"]), _ns(p["ns_per_event"])])
+    out.append(_table(rows, {2, 3, 4, 5}))
+    if report["disabled"]:
+        out.append("not loaded (twins): " + ", ".join(report["disabled"]))
+    out += [f"note: {n}" for n in report["notes"]] + [f"ERROR: {e}" for e in report["errors"]]
+    return "\n".join(out)
+
+
+def measured_section(report: dict[str, Any]) -> str:
+    work = report["workload"]
+    attach = {None: "", "tp_btf": ", tp_btf twins loaded", "raw_tp": ", raw_tp twins loaded"}[report["twins"]]
+    lines = [
+        f"Measured {report['date']} on Linux {report['kernel']} ({report['arch']}, "
+        f"{report['possible_cpus']} possible CPUs{attach}) with:",
+        "",
+        f"    {report['command_line'] or 'python -m hooks.prove ' + report['dir']}",
+        "",
+        f"Workload: {work['description']} ({work['seconds']:.2f} s).",
+        "",
+        "| program | section | verified insns | xlated insns | runs | ns/event |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for p in report["programs"]:
+        lines.append(
+            f"| `{p['name']}` | `{p['section']}` | {p['verified_insns']} | {p['xlated_insns']} | "
+            f"{p['run_cnt']} | {_ns(p['ns_per_event'])} |"
+        )
+    lines += ["", "ns/event is kernel BPF stats run time / run count (per program, this run)."]
+    return "\n".join(lines)
+
+
+def _split_doc(readme: Path) -> tuple[str, str, str]:
+    if not readme.is_file():
+        raise ProveError(f"--write-doc: {readme} does not exist; nothing written")
+    text = readme.read_text()
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < 0 or end < start:
+        raise ProveError(f"--write-doc: {readme} lacks the markers {BEGIN} ... {END}; nothing written")
+    return text[: start + len(BEGIN)], text[start + len(BEGIN) : end], text[end:]
+
+
+def write_doc(readme: Path, section: str) -> None:
+    head, _, tail = _split_doc(readme)
+    mode = readme.stat().st_mode & 0o7777
+    _atomic_write(readme, f"{head}\n{section.strip()}\n{tail}".encode(), mode)
+
+
+# --------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m hooks.prove", description=__doc__.split("\n\n")[0])
+    p.add_argument("sampler_dir", type=Path, help="src/agent/samplers/<group>/linux/<sampler> in a Rezolus tree")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--workload", choices=sorted(WORKLOADS), help="built-in workload (default: from the tracepoint categories)")
+    what.add_argument("--command", help="custom shell command to run as the workload")
+    p.add_argument("--count", type=int, help="events the built-in workload generates (N)")
+    p.add_argument("--size", type=int, help="bytes per datagram / write (S)")
+    p.add_argument("--force-raw", action="store_true", help="load the raw_tp twins even on a BTF kernel")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--write-doc", action="store_true", help="write the figures into SAMPLER_DIR/README.md between the markers")
+    p.add_argument("--announce", action="store_true", help=argparse.SUPPRESS)  # tests: print prog ids once attached
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(argv)
+    if args.count is not None and args.count < 0 or args.size is not None and args.size <= 0:
+        print("error: --count must be >= 0 and --size > 0", file=sys.stderr)
+        return EXIT_USAGE
+    readme = args.sampler_dir / "README.md"
+
+    def announce(ids: list[int]) -> None:
+        if args.announce:
+            print(f"attached prog ids: {' '.join(map(str, ids))}", file=sys.stderr, flush=True)
+
+    try:
+        if args.write_doc:
+            _split_doc(readme)  # refuse before measuring anything
+        report = prove(args.sampler_dir, args.workload, args.command, args.count, args.size, args.force_raw, announce)
+        report["command_line"] = "python -m hooks.prove " + shlex.join(a for a in argv if a != "--announce")
+        if args.write_doc and not report["errors"]:
+            write_doc(readme, measured_section(report))
+            report["notes"].append(f"measured cost written to {readme}")
+    except CannotProve as e:
+        print(f"cannot prove: {e}", file=sys.stderr)
+        return EXIT_CANNOT
+    except ProveError as e:
+        print(f"prove failed: {e}", file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        print("prove interrupted: everything detached", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(json.dumps(report, indent=2) if args.json else format_text(report))
+    if report["errors"]:
+        if args.write_doc:
+            print(f"prove failed: {readme} not written", file=sys.stderr)
+        return EXIT_FAIL
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Shared test helpers: a scratch Rezolus tree, rendering, and the build flags."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import warnings
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((REPO / "examples").glob("*.yml"))
+ARCHES = ("x86_64", "aarch64")
+
+
+def rezolus_dir() -> Path | None:
+    """REZOLUS_DIR, else ../shared/rezolus beside the project; None if neither exists."""
+    env = os.environ.get("REZOLUS_DIR")
+    candidates = [Path(env)] if env else []
+    candidates.append(REPO.parent / "shared" / "rezolus")
+    for candidate in candidates:
+        if (candidate / "build.rs").is_file():
+            return candidate.resolve()
+    return None
+
+
+def _writable(path: Path) -> None:
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            p = Path(root) / name
+            p.chmod(p.stat().st_mode | stat.S_IWUSR)
+    path.chmod(path.stat().st_mode | stat.S_IWUSR)
+
+
+def make_tree(dst: Path) -> Path:
+    """A writable git copy of the Rezolus snapshot at `dst` (the snapshot is never edited)."""
+    source = rezolus_dir()
+    assert source is not None, "no Rezolus checkout"
+    shutil.copytree(source, dst, ignore=shutil.ignore_patterns("target", ".git"))
+    _writable(dst)
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=test"]
+    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
+    subprocess.run(git + ["add", "-A"], cwd=dst, check=True)
+    subprocess.run(git + ["commit", "-qm", "snapshot"], cwd=dst, check=True)
+    return dst
+
+
+def load_answers(path: Path) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def default_answers() -> dict:
+    config = yaml.safe_load((REPO / "copier.yml").read_text())
+    keys = ("group", "sampler", "description", "attach", "layout", "tracepoints", "counters")
+    return {key: config[key]["default"] for key in keys}
+
+
+def render(tree: Path, answers: dict | None = None, overwrite: bool = False, **kwargs):
+    """`copier copy --trust --defaults` of this template into `tree`; returns the Worker."""
+    import copier
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return copier.run_copy(
+            str(REPO),
+            str(tree),
+            data=answers or {},
+            defaults=True,
+            unsafe=True,
+            overwrite=overwrite,
+            quiet=True,
+            vcs_ref="HEAD",
+            **kwargs,
+        )
+
+
+def sampler_path(tree: Path, answers: dict) -> Path:
+    return tree / "src" / "agent" / "samplers" / answers["group"] / "linux" / answers["sampler"]
+
+
+def clang_command(tree: Path, source: Path, out: Path, arch: str) -> list[str]:
+    """Rezolus' build.rs flags plus the ones libbpf-cargo adds."""
+    define = {"x86_64": "x86", "aarch64": "arm64"}[arch]
+    return [
+        "clang", "-g", "-O2", "-target", "bpf", "-c", "-fno-stack-protector",
+        f"-I{tree}/src/agent/bpf/{arch}", "-fno-unwind-tables", f"-D__TARGET_ARCH_{define}",
+        "-Wall", "-Werror", str(source), "-o", str(out),
+    ]
+
+
+def tree_snapshot(tree: Path) -> dict[str, bytes]:
+    """Every file under `tree` (minus .git) with its bytes, to prove nothing changed."""
+    return {
+        str(p.relative_to(tree)): p.read_bytes()
+        for p in sorted(tree.rglob("*"))
+        if p.is_file() and ".git" not in p.relative_to(tree).parts
+    }
