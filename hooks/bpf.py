@@ -685,9 +685,10 @@ def ensure_fs() -> list[str]:
     return done
 
 
-def bpf_available() -> tuple[bool, str]:
+def bpf_available(require_btf: bool = True) -> tuple[bool, str]:
     """Whether this process can load BPF programs, with a reason string
-    suitable for ``pytest.skip``."""
+    suitable for ``pytest.skip``.  ``require_btf=False`` accepts kernels
+    without BTF (raw_tp and tracepoint programs still load there)."""
     if platform.system() != "Linux":
         return False, f"BPF needs Linux (running on {platform.system()})"
     if os.geteuid() != 0:
@@ -704,7 +705,7 @@ def bpf_available() -> tuple[bool, str]:
     if fd < 0:
         return False, f"kernel refused a trivial BPF program: {os.strerror(-fd)}"
     os.close(fd)
-    if not Path("/sys/kernel/btf/vmlinux").exists():
+    if require_btf and not Path("/sys/kernel/btf/vmlinux").exists():
         return False, "kernel has no BTF (/sys/kernel/btf/vmlinux missing); tp_btf cannot attach"
     return True, "BPF available"
 

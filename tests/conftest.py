@@ -7,7 +7,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from support import make_tree, rezolus_dir  # noqa: E402
+from support import CASES, make_tree, render, rezolus_dir, sampler_path  # noqa: E402
 
 
 @pytest.fixture
@@ -21,3 +21,17 @@ def tree(tmp_path: Path) -> Path:
 def require_tool(name: str) -> None:
     if shutil.which(name) is None:
         pytest.skip(f"{name} is not installed (make test installs it as root)")
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
+    """One tree holding every case, as many samplers share one Rezolus checkout."""
+    if rezolus_dir() is None:
+        pytest.skip("no Rezolus checkout: set REZOLUS_DIR or place it at ../shared/rezolus")
+    tree = make_tree(tmp_path_factory.mktemp("render") / "rezolus")
+    dirs = {}
+    for case, answers in CASES.items():
+        # the traffic reproduction replaces the hand-written sampler of the same name
+        render(tree, answers, overwrite=case == "network_traffic")
+        dirs[case] = sampler_path(tree, answers)
+    return tree, dirs

@@ -98,3 +98,27 @@ def tree_snapshot(tree: Path) -> dict[str, bytes]:
         for p in sorted(tree.rglob("*"))
         if p.is_file() and ".git" not in p.relative_to(tree).parts
     }
+
+
+def matrix_answers(attach: str, layout: str) -> dict:
+    """The default spec under another attach style and layout, with its own names."""
+    answers = default_answers()
+    name = f"m_{attach}_{layout}"
+    answers |= {"sampler": name, "attach": attach, "layout": layout}
+    if attach == "tracepoint":  # classic tracepoints take no argument names
+        answers["tracepoints"] = [t.split("(")[0] for t in answers["tracepoints"]]
+    answers["counters"] = [dict(c, name=f"scheduler_{name}_events") for c in answers["counters"]]
+    return answers
+
+
+def all_cases() -> dict[str, dict]:
+    """Every example, the default, and the attach-style x layout matrix."""
+    cases = {path.stem: load_answers(path) for path in EXAMPLES}
+    cases["default"] = default_answers()
+    for attach in ("tp_btf", "raw_tp", "tracepoint"):
+        for layout in ("totals", "per_cpu"):
+            cases[f"matrix_{attach}_{layout}"] = matrix_answers(attach, layout)
+    return cases
+
+
+CASES = all_cases()

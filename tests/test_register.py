@@ -465,17 +465,29 @@ def test_non_rezolus_dir_cli(tmp_path: Path, capsys) -> None:
         apply(d, NETFOO)
 
 
-def test_answers_hook_not_implemented(rezolus: Path, tmp_path: Path, capsys) -> None:
-    answers = tmp_path / "answers.yml"
-    answers.write_text("group: network\n")
-    with pytest.raises(NotImplementedError):
-        register.registration_from_answers(answers)
+def test_answers_file_registers_the_model_sampler(rezolus: Path, tmp_path: Path, capsys) -> None:
+    sampler_dir = rezolus / "src/agent/samplers/widgets/linux/gadget"
+    sampler_dir.mkdir(parents=True)
+    answers = sampler_dir / ".copier-answers.yml"
+    answers.write_text(
+        "group: widgets\nsampler: gadget\ndescription: Counts gadget forks\n"
+        "tracepoints: [sched:sched_process_fork]\n"
+        "counters:\n- name: gadget_forks\n  description: Forks\n"
+        "  increments: [sched:sched_process_fork]\n"
+    )
+    reg = register.registration_from_answers(answers.relative_to(rezolus), rezolus)
+    assert (reg.name, reg.metric_names) == ("widgets_gadget", ("gadget_forks",))
+    assert main(["--root", str(rezolus), "--answers", str(answers.relative_to(rezolus))]) == 0
+    context = (rezolus / "src/analysis/extract/context.rs").read_text()
+    assert '("gadget_forks", "widgets_gadget")' in context
+    # invalid answers are refused with the model's message and nothing written
+    answers.write_text("group: Widgets\n")
     before = tree_bytes(rezolus)
-    assert main(["--root", str(rezolus), "--answers", str(answers)]) == 2
-    assert "not implemented" in capsys.readouterr().err
+    assert main(["--root", str(rezolus), "--answers", str(answers.relative_to(rezolus))]) == 1
+    assert "snake_case" in capsys.readouterr().err
     assert tree_bytes(rezolus) == before
     # outside a Rezolus tree the answers are never needed
-    assert main(["--root", str(tmp_path), "--answers", str(answers)]) == 0
+    assert main(["--root", str(tmp_path), "--answers", "missing.yml"]) == 0
 
 
 def test_cli_end_to_end_as_script(rezolus: Path, tmp_path: Path) -> None:

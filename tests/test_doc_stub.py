@@ -1,0 +1,42 @@
+"""The doc stub (README.md next to each sampler) states the model's facts."""
+
+from __future__ import annotations
+
+import re
+
+from support import CASES
+
+from hooks import model
+
+
+def test_doc_stub_facts_match_model(rendered):
+    tree, dirs = rendered
+    for case, directory in dirs.items():
+        stub = (directory / "README.md").read_text()
+        sampler = model.build(CASES[case], tree)
+        assert f"# {sampler.name}\n" in stub
+        assert f"| programs | {len(sampler.programs)} in the object, {len(sampler.hooks)} attached" in stub
+        for m in sampler.maps:
+            fact = (f"`{m.name}`: {m.n} slots, W = roundup({m.n}, 8) = {m.width}, "
+                    f"MAX_CPUS × W × 8 B = {m.bytes} B")
+            assert fact in stub, f"{case}: {fact}"
+        assert f"| memory | {sampler.memory_bytes} B in total |" in stub
+        for c in sampler.counters:
+            row = next(line for line in stub.splitlines() if line.startswith(f"| `{c.name}` |"))
+            for label in c.labels:
+                assert f"`{label.name}`: {', '.join(label.values)} ({label.cardinality}" in row
+            assert f"`{c.map}` {c.base}..{c.base + c.cardinality - 1}" in row
+        for hook in sampler.hooks:
+            assert f"`{hook.tracepoint}`" in stub
+        # every principle the stub cites is defined
+        assert set(re.findall(r"\*\*(P\d+)\*\*", stub)) >= {"P1", "P2", "P3", "P4", "P5", "P7"}
+        assert "<!-- measured-cost:begin -->" in stub and "<!-- measured-cost:end -->" in stub
+        assert "Not measured yet" in stub
+
+
+def test_doc_stub_warns_on_shared_hook(rendered):
+    _, dirs = rendered
+    shared = (dirs["syscall_outcomes"] / "README.md").read_text()
+    assert "**Warning:** raw_syscalls:sys_enter is already attached by syscall_counts" in shared
+    alone = (dirs["default"] / "README.md").read_text()
+    assert "No other sampler in the tree attaches these hooks" in alone
