@@ -31,6 +31,7 @@ from hooks.register import Registration, RegistrationError, plan  # noqa: E402
 from hooks.tree import (  # noqa: E402
     consolidation_warnings,
     is_rezolus_tree,
+    missing_in_running_kernel,
     metric_collisions,
     sampler_dir,
 )
@@ -148,7 +149,8 @@ def sampler_preflight(context) -> str:
         f"{len(sampler.programs)} program(s), {summary}",
         file=sys.stderr,
     )
-    for warning in consolidation_warnings(target, sampler) if target else []:
+    warnings = consolidation_warnings(target, sampler) if target else []
+    for warning in warnings + missing_in_running_kernel(sampler):
         print(f"warning: {warning}", file=sys.stderr)
     return ""
 

@@ -463,8 +463,21 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
+TRACEFS_EVENTS = Path("/sys/kernel/tracing/events")
+
+
+def running_kernel_categories(event: str) -> list[str] | None:
+    """Categories holding `event` in the running kernel's tracefs; None if unreadable."""
+    try:
+        if not any(TRACEFS_EVENTS.iterdir()):
+            return None
+        return sorted(p.name for p in TRACEFS_EVENTS.iterdir() if (p / event).is_dir())
+    except OSError:
+        return None
+
+
 def _tracefs_fields(category: str, event: str) -> list[str] | None:
-    fmt = Path("/sys/kernel/tracing/events") / category / event / "format"
+    fmt = TRACEFS_EVENTS / category / event / "format"
     try:
         text = fmt.read_text()
     except OSError:
@@ -538,12 +551,11 @@ def parse_hook(spec: Any, attach: str, sigs, aarch64_sigs) -> Hook:
         )
     if event not in aarch64_sigs.btf_args:
         raise SpecError(f"tracepoint {event} exists in the x86_64 vmlinux.h but not in aarch64's")
-    tracefs = Path("/sys/kernel/tracing/events")
-    if tracefs.is_dir() and (tracefs / category).is_dir() is False and any(tracefs.iterdir()):
-        known = [p.name for p in tracefs.iterdir() if (p / event).is_dir()]
+    located = running_kernel_categories(event)
+    if located and category not in located:
         raise SpecError(
-            f"tracepoint {category}:{event}: the running kernel has no category {category!r}"
-            + (f"; {event} is in {', '.join(known)}" if known else "")
+            f"tracepoint {category}:{event}: the running kernel has {event} in category "
+            f"{', '.join(located)}, not {category!r}"
         )
     names = [n for n in (m.group("names") or "").split(",") if n]
     if attach == "tracepoint":

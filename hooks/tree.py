@@ -66,3 +66,25 @@ def metric_collisions(root: Path, sampler) -> list[str]:
         for name in sampler.metric_names
         if name in declared
     ]
+
+
+def missing_in_running_kernel(sampler) -> list[str]:
+    """Hooks the running kernel does not have (vmlinux.h is older or newer than it).
+
+    Not refused: the build host need not run the fleet's kernel. At run time
+    Rezolus records a missing hook's attach failure and keeps the rest.
+    """
+    from hooks.model import running_kernel_categories
+
+    return [
+        f"{hook.tracepoint} is in vmlinux.h but not in the running kernel ({platform_release()}); "
+        f"its program will not attach here"
+        for hook in sampler.hooks
+        if running_kernel_categories(hook.event) == []
+    ]
+
+
+def platform_release() -> str:
+    import platform
+
+    return platform.release()

@@ -118,7 +118,13 @@ def all_cases() -> dict[str, dict]:
     for attach in ("tp_btf", "raw_tp", "tracepoint"):
         for layout in ("totals", "per_cpu"):
             cases[f"matrix_{attach}_{layout}"] = matrix_answers(attach, layout)
+    cases["wide_32x8"] = wide_answers()
     return cases
+
+
+def wide_answers() -> dict:
+    """The generation benchmark's 32-tracepoint / 256-slot spec."""
+    return load_answers(REPO / "bench" / "wide_32x8.yml")
 
 
 CASES = all_cases()
