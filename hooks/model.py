@@ -164,8 +164,11 @@ class Counter:
 
 @dataclass
 class Map:
+    """One per-CPU-banked counters map: its slots are its counters' slots in order."""
+
     name: str
     counters: list[Counter] = field(default_factory=list)
+    acq_group: str = ""  # set by lay_out(): "<sampler name>_<map>"
 
     @property
     def slots(self) -> list[Slot]:
@@ -191,15 +194,14 @@ class Map:
     def acq_static(self) -> str:
         return f"{self.name.upper()}_ACQ"
 
-    acq_group: str = ""  # set by build(): "<sampler name>_<map>"
-
 
 @dataclass
 class Local:
+    """A value computed once per event and shared by the hook's statements."""
+
     ctype: str
     name: str
     expr: str
-    comment: str = ""
 
 
 @dataclass
@@ -279,9 +281,6 @@ class Hook:
     def arg_list(self) -> list[str]:
         return [arg.name for arg in self.args]
 
-    @property
-    def uses_cpu(self) -> bool:
-        return bool(self.statements)
 
 
 @dataclass
@@ -826,12 +825,12 @@ def emit_hook(hook: Hook, attach: str) -> None:
     taken = {a.name for a in hook.args} | {"cpu", "ctx", "args"}
     values: dict[tuple[str, str], str] = {}  # (kind, expr) -> local name
 
-    def local(kind: str, ctype: str, expr: str, fallback: str, comment: str = "") -> str:
+    def local(kind: str, ctype: str, expr: str, fallback: str) -> str:
         key = (kind, expr)
         if key not in values:
             name = _local_name(expr, taken, fallback)
             values[key] = name
-            hook.locals.append(Local(ctype, name, expr, comment))
+            hook.locals.append(Local(ctype, name, expr))
         return values[key]
 
     for inc in hook.increments:
@@ -972,12 +971,3 @@ def build(answers: dict, rezolus_root: Path | None = None) -> Sampler:
     for hook in hooks.values():
         emit_hook(hook, attach)
     return Sampler(group, sampler, description, attach, layout, list(hooks.values()), counters, maps)
-
-
-def try_build(answers: dict, rezolus_root: Path | None = None) -> str:
-    """The validator's form: '' when valid, else the one-line reason."""
-    try:
-        build(answers, rezolus_root)
-    except SpecError as err:
-        return str(err)
-    return ""
