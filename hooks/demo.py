@@ -3,8 +3,9 @@
 Copies the Rezolus tree (REZOLUS_DIR, else ../shared/rezolus) to a scratch
 git repository, runs `copier copy --trust --defaults` of this template into
 it as a contributor would, shows what was written and registered, compiles
-the BPF object with Rezolus' flags for both architectures, and loads it
-through the kernel verifier where this machine allows BPF.
+the BPF object with Rezolus' flags for both architectures, loads it through
+the kernel verifier where this machine allows BPF, and runs the proof command
+on it (a fork/exec workload: counts and ns per event).
 """
 
 from __future__ import annotations
@@ -90,8 +91,10 @@ def main() -> int:
                     info = obj.prog_info(name)
                     print(f"{name}: verified {info.verified_insns} instructions, "
                           f"{info.xlated_insns} translated")
-        print(f"\nProve it counts: python -m hooks.prove {sampler.relative_to(tree)} (as root, in a tree)")
-    return 0
+        section(f"prove it counts: rezolus-sampler-prove {sampler.relative_to(tree)}")
+        from hooks import prove
+
+        return prove.main([str(sampler), "--count", "200"])
 
 
 if __name__ == "__main__":

@@ -33,9 +33,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from hooks import bpf
 from hooks.register import _atomic_write
@@ -52,6 +53,10 @@ NOT_LABELS = {"unit", "acq_group", "sampler"}
 
 class ProveError(Exception):
     """The sampler is wrong or inconsistent (exit 1)."""
+
+
+class UsageError(Exception):
+    """The command line does not say enough (exit 2)."""
 
 
 class CannotProve(Exception):
@@ -106,7 +111,8 @@ def _strip_line_comments(text: str) -> str:
 _VEC = re.compile(r"let\s+(\w+)\s*=\s*vec!\s*\[(.*?)\]\s*;", re.S)
 _REG = re.compile(r"\.(counters|cpu_counters)\(\s*\"(\w+)\"\s*,\s*(\w+)\s*,")
 _TWINS = re.compile(
-    r"\.disabled_programs\(\s*if\s+kernel_has_btf\(\)\s*\{\s*&\[(.*?)\]\s*\}\s*else\s*\{\s*&\[(.*?)\]\s*\}\s*\)",
+    r"\.disabled_programs\(\s*if\s+kernel_has_btf\(\)\s*"
+    r"\{\s*&\[(.*?)\]\s*\}\s*else\s*\{\s*&\[(.*?)\]\s*\}\s*\)",
     re.S,
 )
 _METRIC = re.compile(r'#\[metric\(((?:[^"()]|"(?:[^"\\]|\\.)*")*)\)\]\s*pub\s+static\s+(\w+)\s*:')
@@ -122,7 +128,10 @@ def parse_counter_maps(mod_rs: str) -> list[CounterMap]:
     maps = []
     for kind, map_name, vector in _REG.findall(code):
         if vector not in vectors:
-            raise ProveError(f"mod.rs registers map {map_name!r} with {vector!r}, but has no `let {vector} = vec![...];`")
+            raise ProveError(
+                f"mod.rs registers map {map_name!r} with {vector!r}, "
+                f"but has no `let {vector} = vec![...];`"
+            )
         maps.append(CounterMap(map_name, vector, kind == "cpu_counters", vectors[vector]))
     return maps
 
@@ -133,7 +142,10 @@ def parse_twins(mod_rs: str) -> tuple[list[str], list[str]] | None:
     match = _TWINS.search(code)
     if match is None:
         if ".disabled_programs(" in code:
-            raise ProveError("mod.rs calls .disabled_programs(...) in a form other than `if kernel_has_btf() { &[..] } else { &[..] }`")
+            raise ProveError(
+                "mod.rs calls .disabled_programs(...) in a form other than "
+                "`if kernel_has_btf() { &[..] } else { &[..] }`"
+            )
         return None
     with_btf, without = (re.findall(r'"(\w+)"', group) for group in match.groups())
     return with_btf, without
@@ -145,7 +157,9 @@ def parse_metrics(stats_rs: str) -> dict[str, Series]:
     for body, static in _METRIC.findall(stats_rs):
         fields = dict(_KV.findall(re.sub(r"metadata\s*=\s*\{.*?\}", "", body, flags=re.S)))
         meta = re.search(r"metadata\s*=\s*\{(.*?)\}", body, re.S)
-        labels = {k: v for k, v in _KV.findall(meta.group(1) if meta else "") if k not in NOT_LABELS}
+        labels = {
+            k: v for k, v in _KV.findall(meta.group(1) if meta else "") if k not in NOT_LABELS
+        }
         found[static] = Series(static, fields.get("name", "?"), labels)
     return found
 
@@ -165,7 +179,9 @@ def read_sampler(directory: Path) -> Sampler:
     root = find_root(directory)
     mod_rs = (directory / "mod.rs").read_text()
     name_match = re.search(r'const\s+NAME\s*:\s*&str\s*=\s*"(\w+)"', mod_rs)
-    categories = _DOC_HOOK.findall(mod_rs) + _SEC_CATEGORY.findall((directory / "mod.bpf.c").read_text())
+    categories = _DOC_HOOK.findall(mod_rs) + _SEC_CATEGORY.findall(
+        (directory / "mod.bpf.c").read_text()
+    )
     sampler = Sampler(
         dir=directory,
         root=root,
@@ -180,7 +196,9 @@ def read_sampler(directory: Path) -> Sampler:
     for m in sampler.maps:
         missing = [s for s in m.statics if s not in sampler.series]
         if missing:
-            raise ProveError(f"vector {m.vector} names statics stats.rs does not declare: {', '.join(missing)}")
+            raise ProveError(
+                f"vector {m.vector} names statics stats.rs does not declare: {', '.join(missing)}"
+            )
     return sampler
 
 
@@ -214,7 +232,10 @@ def _syscalls(n: int, _size: int) -> Iterator[Run]:
 @contextmanager
 def _udp(n: int, size: int) -> Iterator[Run]:
     payload = b"\xa5" * size
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
+    ):
         rx.bind(("127.0.0.1", 0))
         rx.settimeout(5)
         tx.connect(rx.getsockname())
@@ -240,7 +261,11 @@ def _loop_device(size: int) -> Iterator[str]:
             f.truncate(size)
         proc = None
         for extra in (["--direct-io=on"], []):
-            proc = subprocess.run(["losetup", "--find", "--show", *extra, str(backing)], capture_output=True, text=True)
+            proc = subprocess.run(
+                ["losetup", "--find", "--show", *extra, str(backing)],
+                capture_output=True,
+                text=True,
+            )
             if proc.returncode == 0:
                 break
         assert proc is not None
@@ -266,11 +291,15 @@ def _block(n: int, size: int) -> Iterator[Run]:
     with _loop_device(max(n * size, 1 << 20)) as device:
         fd = os.open(device, os.O_WRONLY | os.O_DIRECT | os.O_SYNC)
         try:
+
             def run() -> str:
                 for i in range(n):
                     if os.pwrite(fd, buf, i * size) != size:
                         raise ProveError("block workload: short write")
-                return f"{n} direct (O_DIRECT|O_SYNC) writes of {size} B to {device}, a loop device (set up and torn down outside the measurement)"
+                return (
+                    f"{n} direct (O_DIRECT|O_SYNC) writes of {size} B to {device}, a loop "
+                    f"device (set up and torn down outside the measurement)"
+                )
 
             yield run
         finally:
@@ -298,7 +327,8 @@ def _fork(n: int, _size: int) -> Iterator[Run]:
 @contextmanager
 def _command(command: str) -> Iterator[Run]:
     def run() -> str:
-        status = subprocess.run(command, shell=True).returncode
+        # its output goes to stderr: stdout carries the report (--json)
+        status = subprocess.run(command, shell=True, stdout=sys.stderr.fileno()).returncode
         if status:
             raise ProveError(f"workload command exited with status {status}: {command}")
         return f"shell command: {command}"
@@ -313,7 +343,13 @@ WORKLOADS: dict[str, tuple[Callable[[int, int], Any], int, int]] = {
     "block": (_block, 256, 4096),
     "fork": (_fork, 300, 0),
 }
-CATEGORY_WORKLOAD = {"raw_syscalls": "syscalls", "syscalls": "syscalls", "net": "udp", "block": "block", "sched": "fork"}
+CATEGORY_WORKLOAD = {
+    "raw_syscalls": "syscalls",
+    "syscalls": "syscalls",
+    "net": "udp",
+    "block": "block",
+    "sched": "fork",
+}
 
 
 def default_workload(categories: list[str]) -> str | None:
@@ -329,7 +365,9 @@ class Workload:
     seconds: float = 0.0
 
 
-def workload_for(name: str | None, command: str | None, count: int | None, size: int | None) -> tuple[Workload, Any]:
+def workload_for(
+    name: str | None, command: str | None, count: int | None, size: int | None
+) -> tuple[Workload, Any]:
     """The workload's record and its context manager (setup/teardown outside the measurement)."""
     if command is not None:
         return Workload("command", None, None), _command(command)
@@ -352,13 +390,17 @@ def host_arch() -> str:
 @dataclasses.dataclass
 class MapReader:
     spec: CounterMap
+    max_entries: int
     view: memoryview
     ncpus: int
 
     def snapshot(self) -> list[list[int]]:
-        """values[slot][cpu] read with Rezolus' stride."""
+        """values[slot][cpu], read with Rezolus' stride: view[cpu * W + slot]."""
         w, v = self.spec.width, self.view
-        return [[v[cpu * w + slot] for cpu in range(self.ncpus)] for slot in range(len(self.spec.statics))]
+        return [
+            [v[cpu * w + slot] for cpu in range(self.ncpus)]
+            for slot in range(len(self.spec.statics))
+        ]
 
     def close(self) -> None:
         mm = self.view.obj
@@ -366,8 +408,10 @@ class MapReader:
         mm.close()
 
 
-def _select_programs(obj: bpf.BpfObject, sampler: Sampler, force_raw: bool, notes: list[str]) -> tuple[str | None, list[str]]:
-    """Apply mod.rs' twin choice; returns (twin kind, disabled names)."""
+def _select_programs(
+    obj: bpf.BpfObject, sampler: Sampler, force_raw: bool, notes: list[str]
+) -> tuple[str | None, list[str]]:
+    """Apply mod.rs' twin choice; returns (twin kind loaded, disabled names)."""
     if sampler.twins is None:
         if force_raw:
             notes.append("--force-raw: mod.rs has no disabled_programs twins; every program loads")
@@ -386,66 +430,70 @@ def _select_programs(obj: bpf.BpfObject, sampler: Sampler, force_raw: bool, note
     return ("tp_btf" if btf else "raw_tp"), disabled
 
 
-def _open_readers(obj: bpf.BpfObject, sampler: Sampler, ncpus: int, cpu_limit: int, errors: list[str], stack: ExitStack) -> list[MapReader]:
-    readers = []
-    for spec in sampler.maps:
-        try:
-            info = obj.map_info(spec.map)
-        except bpf.BpfError as e:
-            errors.append(str(e).splitlines()[0])
-            continue
-        if info.max_entries % cpu_limit or info.max_entries // cpu_limit != spec.width:
-            errors.append(
-                f"map {spec.map}: Rezolus reads it with W = ceil({len(spec.statics)}*8/64)*8 = {spec.width} "
-                f"(vector {spec.vector} has {len(spec.statics)} entries) but max_entries/{cpu_limit} = "
-                f"{info.max_entries / cpu_limit:g}"
-            )
-        if not info.mmapable or info.value_size != 8 or info.type != bpf.BPF_MAP_TYPE_ARRAY:
-            errors.append(f"map {spec.map}: not an mmapable u64 ARRAY (type {info.type}, value {info.value_size} B, flags {info.map_flags:#x})")
-            continue
-        if ncpus * spec.width > info.max_entries:
-            errors.append(f"map {spec.map}: {ncpus} CPUs x W {spec.width} exceeds max_entries {info.max_entries}; not read")
-            continue
-        reader = MapReader(spec, bpf.mmap_u64_array(obj.map_fd(spec.map), info.max_entries), ncpus)
-        stack.callback(reader.close)
-        readers.append(reader)
-    return readers
+def _open_reader(
+    obj: bpf.BpfObject, spec: CounterMap, ncpus: int, cpu_limit: int, errors: list[str]
+) -> MapReader | None:
+    """mmap one counters map after checking its shape against Rezolus' stride rule."""
+    try:
+        info = obj.map_info(spec.map)
+    except bpf.BpfError as e:
+        errors.append(str(e).splitlines()[0])
+        return None
+    if info.max_entries % cpu_limit or info.max_entries // cpu_limit != spec.width:
+        errors.append(
+            f"map {spec.map}: Rezolus reads it with "
+            f"W = ceil({len(spec.statics)}*8/64)*8 = {spec.width} "
+            f"(vector {spec.vector} has {len(spec.statics)} entries) but max_entries/{cpu_limit} = "
+            f"{info.max_entries / cpu_limit:g}"
+        )
+    if not info.mmapable or info.value_size != 8 or info.type != bpf.BPF_MAP_TYPE_ARRAY:
+        errors.append(
+            f"map {spec.map}: not an mmapable u64 ARRAY (type {info.type}, "
+            f"value {info.value_size} B, flags {info.map_flags:#x})"
+        )
+        return None
+    if ncpus * spec.width > info.max_entries:
+        errors.append(
+            f"map {spec.map}: {ncpus} CPUs x W {spec.width} exceeds "
+            f"max_entries {info.max_entries}; not read"
+        )
+        return None
+    return MapReader(
+        spec, info.max_entries, bpf.mmap_u64_array(obj.map_fd(spec.map), info.max_entries), ncpus
+    )
 
 
-def prove(
-    directory: Path,
-    workload: str | None,
-    command: str | None,
-    count: int | None,
-    size: int | None,
-    force_raw: bool = False,
-    on_attached: Callable[[list[int]], None] | None = None,
-) -> dict[str, Any]:
-    """Compile, load, attach, run the workload and measure; returns the report."""
-    sampler = read_sampler(directory)
-    if command is None and workload is None:
-        workload = default_workload(sampler.categories)
-        if workload is None:
-            raise ProveError(
-                f"no built-in workload for tracepoint categories {sampler.categories or '(none found)'}: "
-                f"pass --command or --workload"
-            )
-    work, workload_cm = workload_for(workload, command, count, size)
-    if os.geteuid() != 0:
-        raise CannotProve("not running as root (loading and attaching BPF needs CAP_BPF + CAP_PERFMON)")
-    ok, why = bpf.bpf_available()
-    if not ok and "no BTF" not in why:
-        raise CannotProve(why)
-    errors: list[str] = []
-    notes: list[str] = []
-    arch = host_arch()
-    cpu_limit = max_cpus(sampler.root)
-    ncpus = min(bpf.possible_cpus(), cpu_limit)
+@dataclasses.dataclass
+class Measurement:
+    twins: str | None
+    disabled: list[str]
+    loaded: list[str]
+    sections: dict[str, str]
+    readers: list[MapReader]
+    before: list[list[list[int]]]
+    after: list[list[list[int]]]
+    progs_before: dict[str, bpf.ProgInfo]
+    progs_after: dict[str, bpf.ProgInfo]
+    stats: str
 
+
+def measure(
+    sampler: Sampler,
+    workload_cm: Any,
+    work: Workload,
+    force_raw: bool,
+    ncpus: int,
+    cpu_limit: int,
+    errors: list[str],
+    notes: list[str],
+    on_attached: Callable[[list[int]], None] | None,
+) -> Measurement:
+    """Compile, load (twins as mod.rs picks them), attach, snapshot, run, snapshot.
+    Everything is detached and unloaded when this returns or raises."""
     with tempfile.TemporaryDirectory(prefix="prove-") as tmp, ExitStack() as stack:
         obj_path = Path(tmp) / f"{sampler.name}.bpf.o"
         try:
-            bpf.compile_bpf(sampler.dir / "mod.bpf.c", obj_path, sampler.root, arch)
+            bpf.compile_bpf(sampler.dir / "mod.bpf.c", obj_path, sampler.root, host_arch())
         except bpf.BpfError as e:
             raise ProveError(str(e)) from e
         stack.enter_context(bpf.cleanup_on_signals())
@@ -464,64 +512,138 @@ def prove(
             obj.attach_all()
         except bpf.BpfError as e:
             raise ProveError(str(e)) from e
-        readers = _open_readers(obj, sampler, ncpus, cpu_limit, errors, stack)
-        stats_mechanism = stack.enter_context(bpf.bpf_stats_enabled())
-        ids = [obj.prog_info(n).id for n in loaded]
-        sections = {n: obj.section_name(n) for n in loaded}
+        readers = []
+        for spec in sampler.maps:
+            reader = _open_reader(obj, spec, ncpus, cpu_limit, errors)
+            if reader is not None:
+                stack.callback(reader.close)
+                readers.append(reader)
+        stats = stack.enter_context(bpf.bpf_stats_enabled())
         if on_attached:
-            on_attached(ids)
-
+            on_attached([obj.prog_info(n).id for n in loaded])
         with workload_cm as run:
-            before_progs = {n: obj.prog_info(n) for n in loaded}
+            progs_before = {n: obj.prog_info(n) for n in loaded}
             before = [r.snapshot() for r in readers]
             start = time.monotonic()
             work.description = run()
             work.seconds = time.monotonic() - start
             after = [r.snapshot() for r in readers]
-            after_progs = {n: obj.prog_info(n) for n in loaded}
+            progs_after = {n: obj.prog_info(n) for n in loaded}
+        sections = {n: obj.section_name(n) for n in loaded}
+    return Measurement(
+        twins, disabled, loaded, sections, readers, before, after, progs_before, progs_after, stats
+    )
 
-    counters = []
-    for reader, b, a in zip(readers, before, after):
+
+def _counter_rows(sampler: Sampler, m: Measurement) -> list[dict[str, Any]]:
+    rows = []
+    for reader, before, after in zip(m.readers, m.before, m.after):
         for slot, static in enumerate(reader.spec.statics):
             series = sampler.series[static]
-            per_cpu = [y - x for x, y in zip(b[slot], a[slot])]
-            counters.append({
-                "map": reader.spec.map, "slot": slot, "static": static, "metric": series.metric,
-                "labels": series.labels, "key": series.key, "per_cpu_layout": reader.spec.per_cpu,
-                "before": sum(b[slot]), "after": sum(a[slot]), "delta": sum(per_cpu), "per_cpu": per_cpu,
-            })
-    programs = []
-    for name in loaded:
-        x, y = before_progs[name], after_progs[name]
+            per_cpu = [y - x for x, y in zip(before[slot], after[slot])]
+            rows.append(
+                {
+                    "map": reader.spec.map,
+                    "slot": slot,
+                    "static": static,
+                    "metric": series.metric,
+                    "labels": series.labels,
+                    "key": series.key,
+                    "per_cpu_layout": reader.spec.per_cpu,
+                    "before": sum(before[slot]),
+                    "after": sum(after[slot]),
+                    "delta": sum(per_cpu),
+                    "per_cpu": per_cpu,
+                }
+            )
+    return rows
+
+
+def _program_rows(m: Measurement) -> list[dict[str, Any]]:
+    rows = []
+    for name in m.loaded:
+        x, y = m.progs_before[name], m.progs_after[name]
         runs, ns = y.run_cnt - x.run_cnt, y.run_time_ns - x.run_time_ns
-        programs.append({
-            "name": name, "id": y.id, "section": sections[name],
-            "verified_insns": y.verified_insns, "xlated_insns": y.xlated_insns, "insn_cnt": y.insn_cnt,
-            "run_cnt": runs, "run_time_ns": ns, "ns_per_event": round(ns / runs, 1) if runs else None,
-        })
+        rows.append(
+            {
+                "name": name,
+                "id": y.id,
+                "section": m.sections[name],
+                "verified_insns": y.verified_insns,
+                "xlated_insns": y.xlated_insns,
+                "insn_cnt": y.insn_cnt,
+                "run_cnt": runs,
+                "run_time_ns": ns,
+                "ns_per_event": round(ns / runs, 1) if runs else None,
+            }
+        )
+    return rows
+
+
+def prove(
+    directory: Path,
+    workload: str | None = None,
+    command: str | None = None,
+    count: int | None = None,
+    size: int | None = None,
+    force_raw: bool = False,
+    on_attached: Callable[[list[int]], None] | None = None,
+) -> dict[str, Any]:
+    """Prove the sampler in ``directory``; returns the report (see ``--json``).
+    Raises CannotProve (exit 77), ProveError (exit 1) or UsageError (exit 2)."""
+    if os.geteuid() != 0:
+        raise CannotProve(
+            "not running as root (loading and attaching BPF needs CAP_BPF + CAP_PERFMON)"
+        )
+    try:
+        sampler = read_sampler(directory)
+    except OSError as e:
+        raise ProveError(f"cannot read the sampler: {e}") from e
+    if command is None and workload is None:
+        workload = default_workload(sampler.categories)
+        if workload is None:
+            raise UsageError(
+                f"no built-in workload for tracepoint categories "
+                f"{sampler.categories or '(none found)'}: pass --command or --workload"
+            )
+    work, workload_cm = workload_for(workload, command, count, size)
+    ok, why = bpf.bpf_available(require_btf=False)
+    if not ok:
+        raise CannotProve(why)
+    errors: list[str] = []
+    notes: list[str] = []
+    cpu_limit = max_cpus(sampler.root)
+    ncpus = min(bpf.possible_cpus(), cpu_limit)
+    m = measure(sampler, workload_cm, work, force_raw, ncpus, cpu_limit, errors, notes, on_attached)
     return {
         "sampler": sampler.name,
         "dir": str(sampler.dir),
         "root": str(sampler.root),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "kernel": platform.release(),
-        "arch": arch,
+        "arch": host_arch(),
         "command_line": None,  # set by main()
         "btf": BTF_PATH.exists(),
-        "twins": twins,
-        "disabled": disabled,
-        "loaded": loaded,
+        "twins": m.twins,
+        "disabled": m.disabled,
+        "loaded": m.loaded,
         "possible_cpus": ncpus,
         "max_cpus": cpu_limit,
-        "stats": stats_mechanism,
+        "stats": m.stats,
         "maps": [
-            {"name": r.spec.map, "vector": r.spec.vector, "n": len(r.spec.statics), "width": r.spec.width,
-             "layout": "per_cpu" if r.spec.per_cpu else "totals"}
-            for r in readers
+            {
+                "name": r.spec.map,
+                "vector": r.spec.vector,
+                "n": len(r.spec.statics),
+                "width": r.spec.width,
+                "max_entries": r.max_entries,
+                "layout": "per_cpu" if r.spec.per_cpu else "totals",
+            }
+            for r in m.readers
         ],
         "workload": dataclasses.asdict(work),
-        "counters": counters,
-        "programs": programs,
+        "counters": _counter_rows(sampler, m),
+        "programs": _program_rows(m),
         "notes": notes,
         "errors": errors,
     }
@@ -536,7 +658,9 @@ def _table(rows: list[list[str]], right: set[int]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for row in rows:
-        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))
+        ]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
@@ -547,14 +671,21 @@ def _ns(value: float | None) -> str:
 
 def format_text(report: dict[str, Any]) -> str:
     work = report["workload"]
-    twins = {None: "none (every program loads)", "tp_btf": "tp_btf programs (raw_tp twins disabled)",
-             "raw_tp": "raw_tp programs (tp_btf twins disabled)"}[report["twins"]]
+    twins = {
+        None: "none (every program loads)",
+        "tp_btf": "tp_btf programs (raw_tp twins disabled)",
+        "raw_tp": "raw_tp programs (tp_btf twins disabled)",
+    }[report["twins"]]
     out = [
         f"sampler {report['sampler']}  ({report['dir']})",
         f"kernel {report['kernel']} {report['arch']}, BTF {'yes' if report['btf'] else 'no'}, "
         f"{report['possible_cpus']} possible CPUs, twins: {twins}",
         f"workload {work['name']}: {work['description']} in {work['seconds']:.2f} s",
-        "maps: " + "; ".join(f"{m['name']} n={m['n']} W={m['width']} ({m['layout']})" for m in report["maps"]),
+        "maps: "
+        + "; ".join(
+            f"{m['name']} n={m['n']} W={m['width']} max_entries={m['max_entries']} ({m['layout']})"
+            for m in report["maps"]
+        ),
         "",
     ]
     per_cpu = any(c["per_cpu_layout"] for c in report["counters"])
@@ -562,12 +693,25 @@ def format_text(report: dict[str, Any]) -> str:
     for c in report["counters"]:
         row = [c["key"], str(c["delta"])]
         if per_cpu:
-            row.append(" ".join(f"cpu{i}={v}" for i, v in enumerate(c["per_cpu"]) if v) if c["per_cpu_layout"] else "")
+            row.append(
+                " ".join(f"cpu{i}={v}" for i, v in enumerate(c["per_cpu"]) if v)
+                if c["per_cpu_layout"]
+                else ""
+            )
         rows.append(row)
     out += [_table(rows, {1}), ""]
     rows = [["program", "section", "verified", "xlated", "runs", "ns/event"]]
     for p in report["programs"]:
-        rows.append([p["name"], p["section"], str(p["verified_insns"]), str(p["xlated_insns"]), str(p["run_cnt"]), _ns(p["ns_per_event"])])
+        rows.append(
+            [
+                p["name"],
+                p["section"],
+                str(p["verified_insns"]),
+                str(p["xlated_insns"]),
+                str(p["run_cnt"]),
+                _ns(p["ns_per_event"]),
+            ]
+        )
     out.append(_table(rows, {2, 3, 4, 5}))
     if report["disabled"]:
         out.append("not loaded (twins): " + ", ".join(report["disabled"]))
@@ -577,7 +721,9 @@ def format_text(report: dict[str, Any]) -> str:
 
 def measured_section(report: dict[str, Any]) -> str:
     work = report["workload"]
-    attach = {None: "", "tp_btf": ", tp_btf twins loaded", "raw_tp": ", raw_tp twins loaded"}[report["twins"]]
+    attach = {None: "", "tp_btf": ", tp_btf twins loaded", "raw_tp": ", raw_tp twins loaded"}[
+        report["twins"]
+    ]
     lines = [
         f"Measured {report['date']} on Linux {report['kernel']} ({report['arch']}, "
         f"{report['possible_cpus']} possible CPUs{attach}) with:",
@@ -604,7 +750,9 @@ def _split_doc(readme: Path) -> tuple[str, str, str]:
     text = readme.read_text()
     start, end = text.find(BEGIN), text.find(END)
     if start < 0 or end < 0 or end < start:
-        raise ProveError(f"--write-doc: {readme} lacks the markers {BEGIN} ... {END}; nothing written")
+        raise ProveError(
+            f"--write-doc: {readme} lacks the markers {BEGIN} ... {END}; nothing written"
+        )
     return text[: start + len(BEGIN)], text[start + len(BEGIN) : end], text[end:]
 
 
@@ -621,16 +769,32 @@ def write_doc(readme: Path, section: str) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hooks.prove", description=__doc__.split("\n\n")[0])
-    p.add_argument("sampler_dir", type=Path, help="src/agent/samplers/<group>/linux/<sampler> in a Rezolus tree")
+    p.add_argument(
+        "sampler_dir",
+        type=Path,
+        help="src/agent/samplers/<group>/linux/<sampler> in a Rezolus tree",
+    )
     what = p.add_mutually_exclusive_group()
-    what.add_argument("--workload", choices=sorted(WORKLOADS), help="built-in workload (default: from the tracepoint categories)")
+    what.add_argument(
+        "--workload",
+        choices=sorted(WORKLOADS),
+        help="built-in workload (default: from the tracepoint categories)",
+    )
     what.add_argument("--command", help="custom shell command to run as the workload")
     p.add_argument("--count", type=int, help="events the built-in workload generates (N)")
     p.add_argument("--size", type=int, help="bytes per datagram / write (S)")
-    p.add_argument("--force-raw", action="store_true", help="load the raw_tp twins even on a BTF kernel")
+    p.add_argument(
+        "--force-raw", action="store_true", help="load the raw_tp twins even on a BTF kernel"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document")
-    p.add_argument("--write-doc", action="store_true", help="write the figures into SAMPLER_DIR/README.md between the markers")
-    p.add_argument("--announce", action="store_true", help=argparse.SUPPRESS)  # tests: print prog ids once attached
+    p.add_argument(
+        "--write-doc",
+        action="store_true",
+        help="write the figures into SAMPLER_DIR/README.md between the markers",
+    )
+    p.add_argument(
+        "--announce", action="store_true", help=argparse.SUPPRESS
+    )  # tests: print prog ids once attached
     return p
 
 
@@ -649,8 +813,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.write_doc:
             _split_doc(readme)  # refuse before measuring anything
-        report = prove(args.sampler_dir, args.workload, args.command, args.count, args.size, args.force_raw, announce)
-        report["command_line"] = "python -m hooks.prove " + shlex.join(a for a in argv if a != "--announce")
+        report = prove(
+            args.sampler_dir,
+            args.workload,
+            args.command,
+            args.count,
+            args.size,
+            args.force_raw,
+            announce,
+        )
+        # the sampler as the tree names it, not this machine's checkout path
+        shown = str(Path(report["dir"]).relative_to(report["root"]))
+        words = [shown if Path(a) == args.sampler_dir else a for a in argv if a != "--announce"]
+        report["command_line"] = "python -m hooks.prove " + shlex.join(words)
         if args.write_doc and not report["errors"]:
             write_doc(readme, measured_section(report))
             report["notes"].append(f"measured cost written to {readme}")
@@ -660,6 +835,9 @@ def main(argv: list[str] | None = None) -> int:
     except ProveError as e:
         print(f"prove failed: {e}", file=sys.stderr)
         return EXIT_FAIL
+    except UsageError as e:
+        print(f"usage: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("prove interrupted: everything detached", file=sys.stderr)
         return EXIT_INTERRUPTED
