@@ -31,7 +31,7 @@ def rendered(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
     tree = make_tree(tmp_path_factory.mktemp("render") / "rezolus")
     dirs = {}
     for case, answers in CASES.items():
-        # the traffic reproduction replaces the hand-written sampler of the same name
-        render(tree, answers, overwrite=case == "network_traffic")
+        # a reproduction named like a hand-written sampler replaces it in place
+        render(tree, answers, overwrite=sampler_path(rezolus_dir(), answers).exists())
         dirs[case] = sampler_path(tree, answers)
     return tree, dirs
