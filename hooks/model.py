@@ -34,6 +34,7 @@ MAX_TRACEPOINTS = 64
 MAX_EXPR_LEN = 200
 MAX_DESCRIPTION_LEN = 200
 MAX_STATIC_LEN = 64  # keeps every generated declaration within 100 columns
+MAX_MAP_NAME_LEN = 12  # keeps each bank lookup on one line
 
 ATTACH_STYLES = ("tp_btf", "raw_tp", "tracepoint")
 LAYOUTS = ("totals", "per_cpu")
@@ -194,31 +195,65 @@ class Map:
     def acq_static(self) -> str:
         return f"{self.name.upper()}_ACQ"
 
+    @property
+    def bank_struct(self) -> str:
+        return f"{self.name}_bank"
+
+
+@dataclass(frozen=True)
+class Expr:
+    """A C expression in the two spellings the attach variants need.
+
+    `direct` is the expression as written: tp_btf programs may dereference their
+    BTF-typed arguments (CO-RE relocated through vmlinux.h's preserve_access_index),
+    and classic tracepoints read `args->field`. `core` spells every pointer chain
+    as `BPF_CORE_READ(...)`, which raw_tp programs need.
+    """
+
+    direct: str
+    core: str
+
+    @property
+    def reads(self) -> bool:
+        """Whether it reads kernel memory through an argument pointer."""
+        return self.direct != self.core
+
+    def for_variant(self, variant: str) -> str:
+        return self.core if variant == "raw" else self.direct
+
 
 @dataclass
 class Local:
-    """A value computed once per event and shared by the hook's statements."""
+    """A value computed once per event and shared by the hook's statements.
+
+    In tp_btf/raw_tp twins a local that reads kernel memory is computed in each
+    program (direct read in the tp_btf twin, BPF_CORE_READ in the raw_tp twin)
+    and passed to the shared handler; other locals are computed in the handler.
+    """
 
     ctype: str
     name: str
-    expr: str
+    expr: Expr
+
+    @property
+    def decl(self) -> str:
+        return f"{self.ctype} {self.name}"
 
 
 @dataclass
 class Statement:
-    """One counter update inside a hook's program: `idx = <terms>; array_add(...)`."""
+    """One counter update: `idx = <terms>;` then a relaxed atomic add into this CPU's bank."""
 
     guard: str | None  # C condition, or None
     map: str
-    terms: list[str]  # summed to the slot index, e.g. ["COUNTERS_WIDTH * cpu", "NETWORK_BYTES", "1"]
+    terms: list[str]  # summed to the slot index in the bank, e.g. ["NETWORK_BYTES", "1"]
     amount: str | None  # None increments by one
     comment: str  # metric{labels} it updates
 
     @property
-    def call(self) -> str:
-        if self.amount is None:
-            return f"array_incr(&{self.map}, idx);"
-        return f"array_add(&{self.map}, idx, {self.amount});"
+    def add_args(self) -> list[str]:
+        """Arguments of `__atomic_fetch_add` (what helpers.h array_add does after its lookup)."""
+        return [f"&{self.map}_bank->slot[idx]", self.amount or "1", "__ATOMIC_RELAXED"]
 
 
 @dataclass
@@ -238,9 +273,9 @@ class Increment:
     counter: Counter
     hook: "Hook"
     fixed: dict[str, str]  # label -> value
-    index: dict[str, str]  # label -> C expression (already rewritten for the attach style)
-    by: str | None
-    when: str | None
+    index: dict[str, Expr]  # label -> expression yielding the value's index
+    by: Expr | None
+    when: Expr | None
 
 
 @dataclass
@@ -254,6 +289,32 @@ class Hook:
     locals: list[Local] = field(default_factory=list)
     statements: list[Statement] = field(default_factory=list)
     counters: list[str] = field(default_factory=list)
+
+    @property
+    def maps(self) -> list[str]:
+        """Maps this hook's program updates, in first-use order (one lookup each)."""
+        return list(dict.fromkeys(statement.map for statement in self.statements))
+
+    @property
+    def passed_locals(self) -> list[Local]:
+        """Locals each twin computes and passes to the shared handler."""
+        return [local for local in self.locals if local.expr.reads]
+
+    @property
+    def handler_locals(self) -> list[Local]:
+        """Locals the shared handler computes itself."""
+        return [local for local in self.locals if not local.expr.reads]
+
+    @property
+    def handler_params(self) -> list[str]:
+        return [local.decl for local in self.passed_locals] + self.param_decls
+
+    def handler_call(self, variant: str) -> list[str]:
+        return [local.expr.for_variant(variant) for local in self.passed_locals] + self.arg_list
+
+    def body_locals(self, variant: str) -> list[str]:
+        """`type name = expr` of every local, for a program without a shared handler."""
+        return [f"{local.decl} = {local.expr.for_variant(variant)}" for local in self.locals]
 
     @property
     def blocks(self) -> list[Block]:
@@ -583,16 +644,16 @@ def parse_hook(spec: Any, attach: str, sigs, aarch64_sigs) -> Hook:
     return Hook(category, event, tuple(Arg(n, t) for n, t in zip(final, types)), None)
 
 
-def rewrite_for_attach(expr: str, hook: Hook, attach: str) -> str:
-    """Make an expression valid in every program variant of the hook.
+def make_expr(expr: str, hook: Hook, attach: str) -> Expr:
+    """Both spellings of an expression over the hook's arguments.
 
-    raw_tp arguments are plain integers to the verifier, so a pointer chain
-    `skb->len` becomes `BPF_CORE_READ(skb, len)`, which compiles and verifies
-    in both tp_btf and raw_tp twins and relocates across kernels (CO-RE).
-    Classic tracepoint records are read directly: `args->len`.
+    raw_tp arguments are plain integers to the verifier, so for raw styles a
+    pointer chain `skb->len` is also spelled `BPF_CORE_READ(skb, len)`, which
+    verifies and relocates across kernels (CO-RE). Classic tracepoint records
+    are read directly: `args->len`.
     """
     if attach == "tracepoint":
-        return expr
+        return Expr(expr, expr)
     pointers = {a.name for a in hook.args if a.is_pointer}
 
     def core_read(m: re.Match) -> str:
@@ -602,7 +663,7 @@ def rewrite_for_attach(expr: str, hook: Hook, attach: str) -> str:
         fields = chain.split("->")[1:]
         return f"BPF_CORE_READ({base}, {', '.join(fields)})"
 
-    return CHAIN.sub(core_read, expr)
+    return Expr(expr, CHAIN.sub(core_read, expr))
 
 
 def check_names_used(expr: str, hook: Hook, attach: str, what: str) -> None:
@@ -706,6 +767,11 @@ def parse_counter(spec: Any, position: int) -> tuple[Counter, list]:
     labels_spec = _as_map(spec.get("labels") or {}, f"labels of {name}")
     labels = tuple(parse_label(k, v, name) for k, v in labels_spec.items())
     map_name = check_name(spec.get("map", DEFAULT_MAP), f"map of {name}")
+    if len(map_name) > MAX_MAP_NAME_LEN or map_name in GENERATED_NAMES - {DEFAULT_MAP}:
+        raise SpecError(
+            f"map name {map_name!r} of {name} must be at most {MAX_MAP_NAME_LEN} characters and "
+            f"not one of {sorted(GENERATED_NAMES - {DEFAULT_MAP})}"
+        )
     counter = Counter(name, description, unit, labels, map_name)
     if counter.cardinality > MAX_FAMILY_SLOTS:
         product = " x ".join(str(label.cardinality) for label in labels)
@@ -759,16 +825,16 @@ def parse_increment(spec: Any, counter: Counter, hooks: dict[str, Hook], attach:
     for key, raw in index_raw.items():
         expr = check_expr(raw, f"{where}: index of {key}")
         check_names_used(expr, hook, attach, f"{where}: index of {key}")
-        index[key] = rewrite_for_attach(expr, hook, attach)
+        index[key] = make_expr(expr, hook, attach)
     by = when = None
     if spec.get("by") not in (None, 1, "1"):
         by = check_expr(spec["by"], f"{where}: by")
         check_names_used(by, hook, attach, f"{where}: by")
-        by = rewrite_for_attach(by, hook, attach)
+        by = make_expr(by, hook, attach)
     if spec.get("when") is not None:
         when = check_expr(spec["when"], f"{where}: when")
         check_names_used(when, hook, attach, f"{where}: when")
-        when = rewrite_for_attach(when, hook, attach)
+        when = make_expr(when, hook, attach)
     return Increment(counter, hook, fixed, index, by, when)
 
 
@@ -820,22 +886,22 @@ def _local_name(expr: str, taken: set[str], fallback: str) -> str:
     return name
 
 
-def emit_hook(hook: Hook, attach: str) -> None:
+def emit_hook(hook: Hook) -> None:
     """Compute the locals and statements of a hook's one consolidated program."""
-    taken = {a.name for a in hook.args} | {"cpu", "ctx", "args"}
-    values: dict[tuple[str, str], str] = {}  # (kind, expr) -> local name
+    taken = {a.name for a in hook.args} | {"cpu", "ctx", "args", "idx"}
+    taken |= {f"{inc.counter.map}_bank" for inc in hook.increments}
+    values: dict[tuple[str, str], str] = {}  # (kind, raw_tp spelling) -> local name
 
-    def local(kind: str, ctype: str, expr: str, fallback: str) -> str:
-        key = (kind, expr)
+    def local(kind: str, ctype: str, expr: Expr, fallback: str) -> str:
+        key = (kind, expr.core)
         if key not in values:
-            name = _local_name(expr, taken, fallback)
+            name = _local_name(expr.core, taken, fallback)
             values[key] = name
             hook.locals.append(Local(ctype, name, expr))
         return values[key]
 
     for inc in hook.increments:
         counter = inc.counter
-        m_width = f"{counter.map.upper()}_WIDTH"
         terms = [counter.const]
         guards = []
         strides = dict(zip((label.name for label in counter.labels), counter.strides()))
@@ -857,12 +923,12 @@ def emit_hook(hook: Hook, attach: str) -> None:
         if fixed_offset:
             terms.insert(1, str(fixed_offset))
         if inc.when:
-            guards.insert(0, f"({inc.when})")
-        terms.insert(0, f"{m_width} * cpu")
+            cond = local("when", "u32", inc.when, "cond") if inc.when.reads else inc.when.direct
+            guards.insert(0, f"({cond})")
         amount = None
         if inc.by is not None:
-            bare = inc.by in {a.name for a in hook.args}
-            amount = inc.by if bare else local("by", "u64", inc.by, "amount")
+            bare = inc.by.direct in {a.name for a in hook.args}
+            amount = inc.by.direct if bare else local("by", "u64", inc.by, "amount")
         labels = [f"{k}={v}" for k, v in inc.fixed.items()]
         labels += [f"{k}=<{k}>" for k in inc.index]
         comment = f"{counter.name}{{{', '.join(labels)}}}" if labels else counter.name
@@ -969,5 +1035,5 @@ def build(answers: dict, rezolus_root: Path | None = None) -> Sampler:
             f"count something there"
         )
     for hook in hooks.values():
-        emit_hook(hook, attach)
+        emit_hook(hook)
     return Sampler(group, sampler, description, attach, layout, list(hooks.values()), counters, maps)

@@ -391,6 +391,7 @@ def host_arch() -> str:
 class MapReader:
     spec: CounterMap
     max_entries: int
+    values: int  # u64 values in the map: MAX_CPUS * W
     view: memoryview
     ncpus: int
 
@@ -439,28 +440,28 @@ def _open_reader(
     except bpf.BpfError as e:
         errors.append(str(e).splitlines()[0])
         return None
-    if info.max_entries % cpu_limit or info.max_entries // cpu_limit != spec.width:
+    # u64 values in the map: MAX_CPUS * W whether each entry is one u64 or a bank of W
+    values = info.max_entries * info.value_size // 8
+    if values % cpu_limit or values // cpu_limit != spec.width:
         errors.append(
             f"map {spec.map}: Rezolus reads it with "
             f"W = ceil({len(spec.statics)}*8/64)*8 = {spec.width} "
-            f"(vector {spec.vector} has {len(spec.statics)} entries) but max_entries/{cpu_limit} = "
-            f"{info.max_entries / cpu_limit:g}"
+            f"(vector {spec.vector} has {len(spec.statics)} entries) but the map holds "
+            f"{values / cpu_limit:g} u64 per CPU"
         )
-    if not info.mmapable or info.value_size != 8 or info.type != bpf.BPF_MAP_TYPE_ARRAY:
+    if not info.mmapable or info.value_size % 8 or info.type != bpf.BPF_MAP_TYPE_ARRAY:
         errors.append(
             f"map {spec.map}: not an mmapable u64 ARRAY (type {info.type}, "
             f"value {info.value_size} B, flags {info.map_flags:#x})"
         )
         return None
-    if ncpus * spec.width > info.max_entries:
+    if ncpus * spec.width > values:
         errors.append(
-            f"map {spec.map}: {ncpus} CPUs x W {spec.width} exceeds "
-            f"max_entries {info.max_entries}; not read"
+            f"map {spec.map}: {ncpus} CPUs x W {spec.width} exceeds its {values} u64; not read"
         )
         return None
-    return MapReader(
-        spec, info.max_entries, bpf.mmap_u64_array(obj.map_fd(spec.map), info.max_entries), ncpus
-    )
+    view = bpf.mmap_u64_array(obj.map_fd(spec.map), values)
+    return MapReader(spec, info.max_entries, values, view, ncpus)
 
 
 @dataclasses.dataclass
@@ -637,6 +638,7 @@ def prove(
                 "n": len(r.spec.statics),
                 "width": r.spec.width,
                 "max_entries": r.max_entries,
+                "values": r.values,
                 "layout": "per_cpu" if r.spec.per_cpu else "totals",
             }
             for r in m.readers

@@ -112,7 +112,9 @@ def test_expression_names_must_be_arguments():
 def test_raw_pointer_chains_become_core_reads():
     sampler = build(tracepoints=ONE_HOOK, counters=[
         counter(increments=[{"at": "sched:sched_process_fork", "by": "child->pid + 0"}])])
-    assert sampler.hooks[0].locals[0].expr == "BPF_CORE_READ(child, pid) + 0"
+    expr = sampler.hooks[0].locals[0].expr
+    assert (expr.core, expr.direct) == ("BPF_CORE_READ(child, pid) + 0", "child->pid + 0")
+    assert expr.for_variant("raw") == expr.core and expr.for_variant("btf") == expr.direct
 
 
 def test_slots_widths_and_names():

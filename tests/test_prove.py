@@ -355,7 +355,7 @@ def test_every_other_example_loads_attaches_and_reads(rendered, example: str) ->
         report, _ = prove(directory, "--count", "64")
     assert report["errors"] == [] and report["programs"]
     assert all(p["verified_insns"] > 0 for p in report["programs"])
-    assert all(m["max_entries"] == m["width"] * report["max_cpus"] for m in report["maps"])
+    assert all(m["values"] == m["width"] * report["max_cpus"] for m in report["maps"])
 
 
 # --------------------------------------------------------------------------
@@ -405,7 +405,7 @@ def test_vector_length_that_breaks_the_stride_is_an_error(rendered) -> None:
         text=True,
     )
     assert proc.returncode == 1, proc.stderr
-    assert re.search(r"W = ceil\(9\*8/64\)\*8 = 16 .* max_entries/1024 = 8", proc.stdout), (
+    assert re.search(r"W = ceil\(9\*8/64\)\*8 = 16 .* the map holds 8 u64 per CPU", proc.stdout), (
         proc.stdout
     )
     assert (

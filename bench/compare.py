@@ -1,0 +1,596 @@
+#!/usr/bin/env python3
+"""Generated versus hand-written Rezolus samplers, measured in the same run.
+
+Renders the reproduction specs (``examples/network_traffic.yml``,
+``examples/cpu_tlb_flush_reasons.yml``, ``examples/blockio_requests_counters.yml``
+and ``bench/compare/syscall_multi.yml``) into a scratch copy of the Rezolus
+snapshot with ``tests/support.py``, compiles the generated ``mod.bpf.c`` files,
+the hand-written ones straight from the snapshot, and the hand-patched variants
+in ``bench/compare/*.bpf.c`` with Rezolus' own clang flags, then loads, attaches
+and drives each one under the same workload, interleaved (the order rotates
+every round) and repeated.
+
+Cost per event is the kernel's own accounting (BPF run-time stats):
+``delta run_time_ns / delta run_cnt`` per program.  Instruction counts are
+``verified_insns`` and ``xlated_insns`` from ``bpf_prog_info``.  Every run also
+reads the variant's counters and checks them against the workload.
+
+Workloads (the process is pinned to CPU 0; children inherit it):
+
+* network: loopback UDP datagrams (send one, receive it);
+* tlb_flush: mmap + touch + munmap of one anonymous page (a local MM
+  shootdown each) from a small C driver;
+* blockio: O_DIRECT|O_SYNC 4 KiB writes to a loop device;
+* syscall multi-counter: getppid() from the C driver.
+
+Usage::
+
+    .venv/bin/python bench/compare.py [--rounds N] [--events N] [--json]
+
+``--events`` is the getppid count per run; the other workloads scale with it
+(UDP /25, TLB /10, block /500).  Needs root, BTF and losetup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import mmap
+import os
+import platform
+import shlex
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from hooks import bpf  # noqa: E402
+
+HERE = REPO / "bench" / "compare"
+MAX_CPUS = 1024
+WIDTH = 8  # every bank compared here is 8 u64 wide
+SYS_GETPPID = {"x86_64": 110, "aarch64": 173}.get(platform.machine(), 110)
+
+DRIVER_C = r"""
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* usage: driver getppid|tlb N */
+int main(int argc, char** argv) {
+    if (argc != 3) return 2;
+    long n = atol(argv[2]);
+    if (!strcmp(argv[1], "getppid")) {
+        for (long i = 0; i < n; i++) syscall(SYS_getppid);
+    } else if (!strcmp(argv[1], "tlb")) {
+        for (long i = 0; i < n; i++) {
+            volatile char* p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (p == MAP_FAILED) { perror("mmap"); return 1; }
+            p[0] = 1;                 /* fault the page in: munmap must flush it */
+            munmap((void*)p, 4096);   /* one tlb_flush (local MM shootdown) */
+        }
+    } else {
+        return 2;
+    }
+    return 0;
+}
+"""
+
+
+# --------------------------------------------------------------------------
+# workloads
+# --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def udp_workload(size: int = 512) -> Iterator[Callable[[int], None]]:
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
+    ):
+        rx.bind(("127.0.0.1", 0))
+        rx.settimeout(5)
+        tx.connect(rx.getsockname())
+        payload = b"\xa5" * size
+
+        def run(n: int) -> None:
+            for _ in range(n):  # one in flight at a time: nothing dropped
+                tx.send(payload)
+                if len(rx.recv(size + 1)) != size:
+                    raise RuntimeError("udp workload: short datagram")
+
+        yield run
+
+
+@contextlib.contextmanager
+def block_workload(size: int = 4096, span: int = 64 << 20) -> Iterator[Callable[[int], None]]:
+    """O_DIRECT|O_SYNC writes to a loop device over a sparse file (set up once)."""
+    if shutil.which("losetup") is None:
+        raise RuntimeError("block workload needs losetup")
+    buf = mmap.mmap(-1, size)  # page aligned, as O_DIRECT wants
+    buf.write(b"\x5a" * size)
+    with tempfile.TemporaryDirectory(prefix="compare-block-", dir="/var/tmp") as tmp:
+        backing = Path(tmp) / "disk.img"
+        with open(backing, "wb") as f:
+            f.truncate(span)
+        proc = subprocess.run(["losetup", "--find", "--show", "--direct-io=on", str(backing)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            proc = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"losetup failed: {proc.stderr.strip()}")
+        device = proc.stdout.strip()
+        try:
+            if shutil.which("udevadm"):
+                subprocess.run(["udevadm", "settle", "--timeout=5"], capture_output=True)
+            fd = os.open(device, os.O_WRONLY | os.O_DIRECT | os.O_SYNC)
+            try:
+                def run(n: int) -> None:
+                    for i in range(n):
+                        if os.pwrite(fd, buf, (i * size) % span) != size:
+                            raise RuntimeError("block workload: short write")
+
+                yield run
+            finally:
+                os.close(fd)
+        finally:
+            subprocess.run(["losetup", "--detach", device], capture_output=True)
+
+
+def driver_workload(driver: Path, mode: str) -> Callable[[int], None]:
+    def run(n: int) -> None:
+        subprocess.run([str(driver), mode, str(n)], check=True)
+
+    return run
+
+
+# --------------------------------------------------------------------------
+# variants
+# --------------------------------------------------------------------------
+
+Reader = Callable[[bpf.BpfObject], list[int]]
+
+
+def bank_reader(map_name: str) -> Reader:
+    """Per-slot sums over CPUs of an 8-wide per-CPU bank (u64 or struct layout:
+    the mmap bytes are the same)."""
+
+    def read(obj: bpf.BpfObject) -> list[int]:
+        ncpus = bpf.possible_cpus()
+        view = bpf.mmap_u64_array(obj.map_fd(map_name), MAX_CPUS * WIDTH)
+        try:
+            return [bpf.read_bank_sum(view, WIDTH, s, ncpus) for s in range(WIDTH)]
+        finally:
+            mm = view.obj
+            view.release()
+            mm.close()
+
+    return read
+
+
+def hash_reader(map_name: str) -> Reader:
+    def read(obj: bpf.BpfObject) -> list[int]:
+        return [obj.lookup_u64(map_name, k) or 0 for k in range(WIDTH)]
+
+    return read
+
+
+@dataclass
+class Variant:
+    group: str
+    key: str
+    role: str  # hand | hand-trim | gen | cand | floor | alt
+    desc: str
+    obj: str  # key into the compiled objects
+    progs: list[str]  # programs loaded and attached; every other one stays unloaded
+    reader: Reader | None = None
+    aggregate: bool = False  # one row for all programs (several programs on one hook)
+
+
+@dataclass
+class Group:
+    key: str
+    title: str
+    workload: str  # udp | tlb | block | getppid
+    scale: float  # workload count = events * scale
+    ref: str  # variant key the ratios are taken against
+    check: Callable[[list[int], int], bool]  # (slot deltas, workload count) -> counts plausible
+    expect: str  # what check() asserts, for the table notes
+
+
+UDP_SIZE = 512
+BLOCK_SIZE = 4096
+
+GROUPS = [
+    Group("traffic", "network/traffic (raw_tp, loopback UDP)", "udp", 1 / 25, "hand",
+          lambda d, n: d[2] >= n and d[3] >= n and d[0] >= n * UDP_SIZE and d[1] >= n * UDP_SIZE,
+          "rx/tx packets >= n and rx/tx bytes >= n x 512"),
+    Group("tlb", "cpu/tlb_flush (raw_tp, mmap/touch/munmap)", "tlb", 1 / 10, "hand-trim",
+          lambda d, n: d[3] >= n, "local_mm_shootdown (slot 3) >= n"),
+    Group("blockio", "blockio/requests counters (tp_btf twin, O_DIRECT writes to loop)", "block", 1 / 500,
+          "hand-trim", lambda d, n: d[1] >= n and d[5] >= n * BLOCK_SIZE,
+          "write ops (slot 1) >= n and write bytes (slot 5) >= n x 4096"),
+    Group("multi", "3 counters at raw_syscalls:sys_enter (tp_btf, getppid)", "getppid", 1.0, "gen",
+          lambda d, n: d[0] >= n and sum(d[1:5]) >= n and d[5] >= n * SYS_GETPPID,
+          "entries >= n, sum of lanes >= n, ids >= n x nr(getppid)"),
+]
+
+RX, TX = "netif_receive_skb", "net_dev_start_xmit"
+BTF, RAW = "block_rq_complete_btf", "block_rq_complete_raw"
+
+VARIANTS = [
+    # network/traffic: the generated program does exactly the hand-written work
+    Variant("traffic", "hand", "hand", "hand-written (snapshot)", "hand_traffic", [RX, TX], bank_reader("counters")),
+    Variant("traffic", "gen", "gen", "generated (examples/network_traffic.yml)", "gen_traffic", [RX, TX],
+            bank_reader("counters")),
+    Variant("traffic", "gen+d", "cand", "generated + (d) CPU id read after the event fields", "traffic_late",
+            [RX, TX], bank_reader("counters")),
+    Variant("traffic", "gen+a", "cand", "generated + (a) one lookup per bank", "traffic_bank", [RX, TX],
+            bank_reader("counters")),
+    # cpu/tlb_flush
+    Variant("tlb", "hand", "hand", "hand-written (snapshot; + per-cgroup counting)", "hand_tlb", ["tlb_flush"],
+            bank_reader("events")),
+    Variant("tlb", "hand-trim", "hand-trim", "hand-written, cgroup part removed", "tlb_flush_trimmed",
+            ["tlb_flush"], bank_reader("events")),
+    Variant("tlb", "gen", "gen", "generated (examples/cpu_tlb_flush_reasons.yml)", "gen_tlb", ["tlb_flush"],
+            bank_reader("events")),
+    Variant("tlb", "gen+a", "cand", "generated + (a) one lookup per bank", "tlb_flush_bank", ["tlb_flush"],
+            bank_reader("events")),
+    Variant("tlb", "gen+c", "cand", "generated + (c) index masked, no compare", "tlb_flush_mask", ["tlb_flush"],
+            bank_reader("events")),
+    # blockio/requests counters, tp_btf twin (what Rezolus loads on BTF kernels) and raw_tp twin
+    Variant("blockio", "hand", "hand", "hand-written (snapshot; + size histograms, error classes)",
+            "hand_blockio", [BTF], bank_reader("counters")),
+    Variant("blockio", "hand-trim", "hand-trim", "hand-written, counters only", "blockio_trimmed", [BTF],
+            bank_reader("counters")),
+    Variant("blockio", "gen", "gen", "generated (examples/blockio_requests_counters.yml)", "gen_blockio", [BTF],
+            bank_reader("counters")),
+    Variant("blockio", "gen+d", "cand", "generated + (d) CPU id read inside the guard", "blockio_late", [BTF],
+            bank_reader("counters")),
+    Variant("blockio", "gen+a", "cand", "generated + (a) one lookup per bank", "blockio_bank", [BTF],
+            bank_reader("counters")),
+    Variant("blockio", "gen+b", "cand", "generated + (b) direct rq->cmd_flags read", "blockio_direct", [BTF],
+            bank_reader("counters")),
+    Variant("blockio", "gen+ab", "cand", "generated + (a) + (b)", "blockio_bank_direct", [BTF],
+            bank_reader("counters")),
+    Variant("blockio", "hand-trim/raw", "hand-trim", "hand-written counters only, raw_tp twin", "blockio_trimmed",
+            [RAW], bank_reader("counters")),
+    Variant("blockio", "gen/raw", "gen", "generated, raw_tp twin", "gen_blockio", [RAW], bank_reader("counters")),
+    Variant("blockio", "gen+d/raw", "cand", "generated + (d), raw_tp twin", "blockio_late", [RAW],
+            bank_reader("counters")),
+    Variant("blockio", "gen+a/raw", "cand", "generated + (a), raw_tp twin", "blockio_bank", [RAW],
+            bank_reader("counters")),
+    # multi-counter spec at sys_enter
+    Variant("multi", "floor", "floor", "empty program on the hook", "multi_empty", ["sys_enter_btf"],
+            aggregate=True),
+    Variant("multi", "gen", "gen", "generated: 3 counters, one program", "gen_multi", ["sys_enter_btf"],
+            bank_reader("counters"), aggregate=True),
+    Variant("multi", "split", "alt", "one program per counter (3 on the hook)", "multi_split",
+            ["sys_enter_entries", "sys_enter_lanes", "sys_enter_ids"], bank_reader("counters"), aggregate=True),
+    Variant("multi", "hash", "alt", "one program, HASH map keyed by slot", "multi_hash", ["sys_enter_btf"],
+            hash_reader("counters"), aggregate=True),
+    Variant("multi", "gen+a", "cand", "generated + (a) one lookup per bank", "multi_bank", ["sys_enter_btf"],
+            bank_reader("counters"), aggregate=True),
+]
+
+# rendered specs: (answers file, overwrite, objects key, path of mod.bpf.c under the tree)
+SPECS = [
+    (REPO / "examples" / "network_traffic.yml", True, "gen_traffic"),
+    (REPO / "examples" / "cpu_tlb_flush_reasons.yml", False, "gen_tlb"),
+    (REPO / "examples" / "blockio_requests_counters.yml", False, "gen_blockio"),
+    (HERE / "syscall_multi.yml", False, "gen_multi"),
+]
+HAND = {
+    "hand_traffic": "network/linux/traffic",
+    "hand_tlb": "cpu/linux/tlb_flush",
+    "hand_blockio": "blockio/linux/requests",
+}
+
+
+# --------------------------------------------------------------------------
+# measuring
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    run_time: dict[str, int]
+    run_cnt: dict[str, int]
+    ok: bool
+    deltas: list[int]
+
+
+@dataclass
+class Result:
+    variant: Variant
+    samples: list[Sample] = field(default_factory=list)
+    insns: dict[str, dict[str, int]] = field(default_factory=dict)
+    sizes: list[int] = field(default_factory=list)  # workload count per run
+
+    def ns(self, prog: str | None) -> list[float]:
+        """ns/event per round for one program, or for all programs per hook event."""
+        out = []
+        for s in self.samples:
+            if prog is None:
+                runs = statistics.mean(s.run_cnt.values())
+                out.append(sum(s.run_time.values()) / runs if runs else float("nan"))
+            else:
+                c = s.run_cnt[prog]
+                out.append(s.run_time[prog] / c if c else float("nan"))
+        return out
+
+
+def measure(v: Variant, objs: dict[str, Path], run: Callable[[int], None], n: int, group: Group, res: Result) -> None:
+    with bpf.BpfObject.open(objs[v.obj]) as obj:
+        for name in obj.program_names():
+            obj.set_autoload(name, name in v.progs)
+        obj.load()
+        names = obj.attach_all()
+        assert sorted(names) == sorted(v.progs), (names, v.progs)
+        c0 = v.reader(obj) if v.reader else None
+        before = {p: obj.prog_info(p) for p in names}
+        run(n)
+        after = {p: obj.prog_info(p) for p in names}
+        c1 = v.reader(obj) if v.reader else None
+    deltas = [b - a for a, b in zip(c0, c1)] if c0 is not None else []
+    res.samples.append(Sample(
+        run_time={p: after[p].run_time_ns - before[p].run_time_ns for p in names},
+        run_cnt={p: after[p].run_cnt - before[p].run_cnt for p in names},
+        ok=group.check(deltas, n) if v.reader else True,
+        deltas=deltas,
+    ))
+    res.sizes.append(n)
+    res.insns = {p: {"verified_insns": i.verified_insns, "xlated_insns": i.xlated_insns, "jited_len": i.jited_len}
+                 for p, i in after.items()}
+
+
+@contextlib.contextmanager
+def silenced() -> Iterator[None]:
+    """Discard fd 1 and 2 (the template's tasks print from subprocesses)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
+
+
+def build(tmp: Path, rezolus: Path) -> dict[str, Path]:
+    """Render the specs into a scratch tree and compile every object."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from support import load_answers, make_tree, render, sampler_path  # noqa: E402
+
+    tree = make_tree(tmp / "tree")
+    objs: dict[str, Path] = {}
+    sources: dict[str, tuple[Path, Path]] = {}
+    with silenced(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for spec, overwrite, key in SPECS:
+            answers = load_answers(spec)
+            render(tree, answers, overwrite=overwrite)
+            sources[key] = (sampler_path(tree, answers) / "mod.bpf.c", tree)
+    for key, rel in HAND.items():
+        sources[key] = (rezolus / "src" / "agent" / "samplers" / rel / "mod.bpf.c", rezolus)
+    for src in sorted(HERE.glob("*.bpf.c")):
+        sources[src.name.removesuffix(".bpf.c")] = (src, rezolus)
+    for key, (src, root) in sources.items():
+        objs[key] = tmp / "obj" / f"{key}.bpf.o"
+        bpf.compile_bpf(src, objs[key], root)
+    return objs
+
+
+# --------------------------------------------------------------------------
+# reporting
+# --------------------------------------------------------------------------
+
+
+def med(xs: list[float]) -> float:
+    xs = [x for x in xs if x == x]
+    return statistics.median(xs) if xs else float("nan")
+
+
+def spread(xs: list[float], fmt: str = "{:.1f}") -> str:
+    xs = [x for x in xs if x == x]
+    if not xs:
+        return "-"
+    return f"{fmt.format(statistics.median(xs))} [{fmt.format(min(xs))}–{fmt.format(max(xs))}]"
+
+
+def rows_for(res: Result) -> list[tuple[str, str | None]]:
+    """(row label, program or None for the aggregate) for a variant."""
+    if res.variant.aggregate:
+        return [("sys_enter (all programs)", None)]
+    return [(p, p) for p in res.variant.progs]
+
+
+def insn_sum(res: Result, prog: str | None, key: str) -> int:
+    if prog is None:
+        return sum(i[key] for i in res.insns.values())
+    return res.insns[prog][key]
+
+
+def build_rows(results: dict[tuple[str, str], Result]) -> list[dict]:
+    rows = []
+    for g in GROUPS:
+        ref_res = results[(g.key, g.ref)]
+        gen_keys = {"gen", "gen/raw"}
+        for (gk, vk), res in results.items():
+            if gk != g.key:
+                continue
+            v = res.variant
+            # the raw_tp twin rows compare against the raw_tp twin rows
+            raw = vk.endswith("/raw")
+            ref = results.get((g.key, g.ref + "/raw")) if raw else ref_res
+            gen = results.get((g.key, "gen/raw" if raw else "gen"))
+            for label, prog in rows_for(res):
+                ns = res.ns(prog)
+                row = {
+                    "group": g.key, "variant": vk, "role": v.role, "desc": v.desc, "program": label,
+                    "section": None, "ns_per_event": ns, "ns_median": med(ns),
+                    "verified_insns": insn_sum(res, prog, "verified_insns"),
+                    "xlated_insns": insn_sum(res, prog, "xlated_insns"),
+                    "events_per_run": [sum(s.run_cnt.values()) // max(1, len(s.run_cnt)) for s in res.samples],
+                    "workload_per_run": res.sizes[0] if res.sizes else 0,
+                    "counts_ok": all(s.ok for s in res.samples),
+                    "count_deltas_last": res.samples[-1].deltas if res.samples else [],
+                }
+                for name, other in (("ref", ref), ("gen", gen)):
+                    if other is None or other is res or (vk in gen_keys and name == "gen") or \
+                            (name == "ref" and g.ref == "gen"):
+                        row[f"ratio_{name}"] = None
+                        continue
+                    o_prog = prog if prog is None or prog in other.variant.progs else None
+                    if prog is not None and o_prog is None:
+                        row[f"ratio_{name}"] = None
+                        continue
+                    paired = [a / b for a, b in zip(ns, other.ns(o_prog)) if b and b == b and a == a]
+                    row[f"ratio_{name}"] = {
+                        "ns_per_round": paired,
+                        "ns_median": med(paired),
+                        "verified": row["verified_insns"] / insn_sum(other, o_prog, "verified_insns"),
+                        "xlated": row["xlated_insns"] / insn_sum(other, o_prog, "xlated_insns"),
+                    }
+                rows.append(row)
+    return rows
+
+
+def fmt_ratio(r: dict | None, key: str) -> str:
+    if not r:
+        return "-"
+    if key == "ns":
+        return spread(r["ns_per_round"], "{:.2f}") + "×"
+    return f"{r[key]:.2f}×"
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return {
+        "kernel": platform.release(), "arch": platform.machine(), "nproc": str(os.cpu_count()),
+        "possible_cpus": str(bpf.possible_cpus()), "cpu_model": model,
+        "clang": subprocess.run(["clang", "--version"], capture_output=True, text=True).stdout.splitlines()[0],
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=11, help="interleaved rounds (default 11)")
+    ap.add_argument("--events", type=int, default=500_000,
+                    help="getppid calls per run; UDP /25, TLB /10, block /500 (default 500000)")
+    ap.add_argument("--json", action="store_true", help="print JSON instead of markdown")
+    args = ap.parse_args()
+
+    ok, why = bpf.bpf_available()
+    if not ok:
+        print(f"cannot run: {why}", file=sys.stderr)
+        return 2
+    rezolus = Path(os.environ.get("REZOLUS_DIR", REPO.parent / "shared" / "rezolus")).resolve()
+    command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "bench/compare.py", *sys.argv[1:]])
+    started = time.monotonic()
+    affinity = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {0})  # workloads (and the C driver, by inheritance) on CPU 0
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="compare-") as tmp, bpf.cleanup_on_signals(), \
+                contextlib.ExitStack() as stack:
+            tmpd = Path(tmp)
+            objs = build(tmpd, rezolus)
+            (tmpd / "driver.c").write_text(DRIVER_C)
+            driver = tmpd / "driver"
+            subprocess.run(["cc", "-O2", "-o", str(driver), str(tmpd / "driver.c")], check=True)
+            runs = {
+                "udp": stack.enter_context(udp_workload(UDP_SIZE)),
+                "block": stack.enter_context(block_workload(BLOCK_SIZE)),
+                "tlb": driver_workload(driver, "tlb"),
+                "getppid": driver_workload(driver, "getppid"),
+            }
+            groups = {g.key: g for g in GROUPS}
+            counts = {g.key: max(1, int(args.events * g.scale)) for g in GROUPS}
+            results = {(v.group, v.key): Result(v) for v in VARIANTS}
+            built_at = time.monotonic()
+            with bpf.bpf_stats_enabled() as stats_mode:
+                for g in GROUPS:  # warm-up, unmeasured
+                    runs[g.workload](max(1, counts[g.key] // 4))
+                for r in range(args.rounds):
+                    order_g = GROUPS[r % len(GROUPS):] + GROUPS[: r % len(GROUPS)]
+                    for g in order_g:
+                        vs = [v for v in VARIANTS if v.group == g.key]
+                        for v in vs[r % len(vs):] + vs[: r % len(vs)]:
+                            measure(v, objs, runs[g.workload], counts[g.key], groups[g.key], results[(g.key, v.key)])
+            build_s = built_at - started
+    finally:
+        os.sched_setaffinity(0, affinity)
+
+    elapsed = time.monotonic() - started
+    info = machine()
+    rows = build_rows(results)
+    if args.json:
+        print(json.dumps({
+            "command": command, "machine": info, "rezolus_dir": str(rezolus), "stats_mode": stats_mode,
+            "rounds": args.rounds, "events": args.events, "elapsed_s": round(elapsed, 1),
+            "workload_counts": counts, "rows": rows,
+        }, indent=2))
+        return 0 if all(r["counts_ok"] for r in rows) else 1
+
+    print(f"Command: `{command}`  ")
+    print(f"Machine: Linux {info['kernel']} {info['arch']}, nproc={info['nproc']}, possible CPUs="
+          f"{info['possible_cpus']}, CPU: {info['cpu_model']}; {info['clang']}  ")
+    print(f"Method: kernel BPF stats ({stats_mode}); {args.rounds} interleaved rounds; per run: "
+          f"{counts['traffic']} UDP datagrams of {UDP_SIZE} B, {counts['tlb']} mmap/touch/munmap, "
+          f"{counts['blockio']} O_DIRECT {BLOCK_SIZE} B writes, {counts['multi']} getppid; median "
+          f"[min–max] over rounds; ratios are per-round paired; {elapsed:.0f} s total ({build_s:.0f} s render+build).")
+    for g in GROUPS:
+        print()
+        against = "`gen`" if g.ref == "gen" else f"`{g.ref}` (÷ ref) and `gen` (÷ gen)"
+        print(f"**{g.title}** — ratios vs {against}; counts check: {g.expect}")
+        print()
+        print("| variant | what | program | ns/event | ÷ ref (ns) | ÷ gen (ns) | verified insns | ÷ ref | ÷ gen "
+              "| xlated insns | ÷ ref | ÷ gen | events/run | counts ok |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for row in rows:
+            if row["group"] != g.key:
+                continue
+            ev = int(statistics.median(row["events_per_run"])) if row["events_per_run"] else 0
+            print(f"| {row['variant']} | {row['desc']} | {row['program']} | {spread(row['ns_per_event'])} | "
+                  f"{fmt_ratio(row['ratio_ref'], 'ns')} | {fmt_ratio(row['ratio_gen'], 'ns')} | "
+                  f"{row['verified_insns']} | {fmt_ratio(row['ratio_ref'], 'verified')} | "
+                  f"{fmt_ratio(row['ratio_gen'], 'verified')} | {row['xlated_insns']} | "
+                  f"{fmt_ratio(row['ratio_ref'], 'xlated')} | {fmt_ratio(row['ratio_gen'], 'xlated')} | {ev} | "
+                  f"{'yes' if row['counts_ok'] else 'NO'} |")
+    print()
+    print("ns/event = Δrun_time_ns/Δrun_cnt of the program (multi: Σ over the programs on the hook / events). "
+          "Events include background events on the hook (both CPUs). Hand-written objects are compiled from the "
+          "snapshot; `hand-trim`, `gen+*`, `split`, `hash`, `floor` from bench/compare/*.bpf.c; `gen` from the "
+          "freshly rendered template.")
+    return 0 if all(r["counts_ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
