@@ -23,6 +23,9 @@ from pathlib import Path
 
 ARCHES = ("x86_64", "aarch64")
 INDEX_PATH = Path(__file__).with_name("tracepoints.json")
+# Read at import: Copier may import this module from a temporary clone of the
+# template that it deletes before the index is first needed.
+_INDEX = json.loads(INDEX_PATH.read_text()) if INDEX_PATH.is_file() else {}
 
 _TYPEDEF = re.compile(r"^typedef void \(\*btf_trace_(\w+)\)\((.*)\);$", re.M)
 _RAW_STRUCT = re.compile(r"^struct trace_event_raw_(\w+) \{\n(.*?)^\};$", re.M | re.S)
@@ -91,7 +94,7 @@ def header_path(rezolus_root: Path, arch: str) -> Path:
 
 @functools.lru_cache(maxsize=1)
 def _bundled() -> dict[str, Signatures]:
-    data = json.loads(INDEX_PATH.read_text())
+    data = _INDEX
     return {
         arch: Signatures(
             {k: tuple(v) for k, v in data[arch]["btf_args"].items()},
@@ -117,7 +120,7 @@ def event_classes() -> dict[str, str]:
     Recorded by `--write-index` from a kernel's tracefs (see `classes_from_tracefs`)
     so renders agree on every machine, tracefs or not.
     """
-    return json.loads(INDEX_PATH.read_text()).get("event_classes", {})
+    return _INDEX.get("event_classes", {})
 
 
 def classes_from_tracefs(sigs: Signatures, tracefs: Path) -> dict[str, str]:
