@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -429,18 +430,27 @@ def test_unknown_category_needs_a_command(rendered) -> None:
 
 
 @needs_bpf
-def test_non_root_cannot_prove(rendered) -> None:
+def test_non_root_cannot_prove(rendered, tmp_path_factory) -> None:
     python = shutil.which("python3", path="/usr/bin:/bin")
     if python is None:
         pytest.skip("no system python3 to run as an unprivileged user")
-    proc = subprocess.run(
-        [python, "-m", "hooks.prove", str(rendered("default"))],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        user=65534,
-        group=65534,
-    )
+    # `nobody` cannot read a checkout under a 0700 directory: give it its own copy of hooks/
+    readable = Path(tempfile.mkdtemp(prefix="prove-nobody-"))
+    readable.chmod(0o755)
+    shutil.copytree(REPO / "hooks", readable / "hooks", ignore=shutil.ignore_patterns("__pycache__"))
+    for path in [readable / "hooks", *(readable / "hooks").iterdir()]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    try:
+        proc = subprocess.run(
+            [python, "-m", "hooks.prove", str(rendered("default"))],
+            cwd=readable,
+            capture_output=True,
+            text=True,
+            user=65534,
+            group=65534,
+        )
+    finally:
+        shutil.rmtree(readable)
     assert proc.returncode == 77, proc.stderr
     assert proc.stderr.startswith("cannot prove: ")
 
