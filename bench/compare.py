@@ -48,7 +48,6 @@ import os
 import platform
 import shlex
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -63,6 +62,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from hooks import bpf  # noqa: E402
+from hooks.prove import udp_loopback  # noqa: E402
 
 HERE = REPO / "bench" / "compare"
 MAX_CPUS = 1024
@@ -102,26 +102,6 @@ int main(int argc, char** argv) {
 # --------------------------------------------------------------------------
 # workloads
 # --------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def udp_workload(size: int = 512) -> Iterator[Callable[[int], None]]:
-    with (
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
-    ):
-        rx.bind(("127.0.0.1", 0))
-        rx.settimeout(5)
-        tx.connect(rx.getsockname())
-        payload = b"\xa5" * size
-
-        def run(n: int) -> None:
-            for _ in range(n):  # one in flight at a time: nothing dropped
-                tx.send(payload)
-                if len(rx.recv(size + 1)) != size:
-                    raise RuntimeError("udp workload: short datagram")
-
-        yield run
 
 
 @contextlib.contextmanager
@@ -533,7 +513,7 @@ def main() -> int:
             driver = tmpd / "driver"
             subprocess.run(["cc", "-O2", "-o", str(driver), str(tmpd / "driver.c")], check=True)
             runs = {
-                "udp": stack.enter_context(udp_workload(UDP_SIZE)),
+                "udp": stack.enter_context(udp_loopback(UDP_SIZE)),
                 "block": stack.enter_context(block_workload(BLOCK_SIZE)),
                 "tlb": driver_workload(driver, "tlb"),
                 "getppid": driver_workload(driver, "getppid"),

@@ -230,7 +230,8 @@ def _syscalls(n: int, _size: int) -> Iterator[Run]:
 
 
 @contextmanager
-def _udp(n: int, size: int) -> Iterator[Run]:
+def udp_loopback(size: int) -> Iterator[Callable[[int], None]]:
+    """A connected UDP socket pair on 127.0.0.1; the callable sends and receives n datagrams."""
     payload = b"\xa5" * size
     with (
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
@@ -240,11 +241,21 @@ def _udp(n: int, size: int) -> Iterator[Run]:
         rx.settimeout(5)
         tx.connect(rx.getsockname())
 
-        def run() -> str:
+        def exchange(n: int) -> None:
             for _ in range(n):  # one in flight at a time: nothing dropped
                 tx.send(payload)
                 if len(rx.recv(size + 1)) != size:
                     raise ProveError("udp workload: short datagram")
+
+        yield exchange
+
+
+@contextmanager
+def _udp(n: int, size: int) -> Iterator[Run]:
+    with udp_loopback(size) as exchange:
+
+        def run() -> str:
+            exchange(n)
             return f"{n} UDP datagrams of {size} B sent and received on 127.0.0.1"
 
         yield run
