@@ -54,17 +54,6 @@ def _target(context) -> Path | None:
     return dst if dst is not None and is_rezolus_tree(dst) else None
 
 
-def _partial(step: str, answers: dict) -> dict:
-    """Fill answers not asked yet with neutral values so one step can be checked."""
-    filled = dict(answers)
-    filled.setdefault("group", "example")
-    filled.setdefault("sampler", "check")
-    filled.setdefault("description", "Validation placeholder")
-    if step in ("group", "sampler", "description"):
-        return filled | {"tracepoints": None}
-    return filled
-
-
 @pass_context
 def sampler_check(context, step: str) -> str:
     answers = _answers(context)
@@ -77,8 +66,8 @@ def sampler_check(context, step: str) -> str:
             model.check_text(answers.get("description"), "description")
         elif step == "tracepoints":
             model.check_hooks(answers, _target(context))
-        else:
-            model.build(_partial(step, answers), _target(context))
+        else:  # counters, the last question: everything is answered
+            model.build(answers, _target(context))
     except model.SpecError as err:
         return str(err)
     return ""
