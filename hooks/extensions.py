@@ -120,7 +120,7 @@ def sampler_preflight(context) -> str:
     if key in done:
         return ""
     try:
-        sampler = model.build(answers, _target(context))
+        sampler = sampler_model(context)  # the model the templates will render
     except model.SpecError as err:
         raise _Refusal(f"Refusing to render: {err}") from None
     refusal = _overwrite_refusal(context, answers)

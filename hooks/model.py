@@ -288,7 +288,6 @@ class Hook:
     increments: list[Increment] = field(default_factory=list)
     locals: list[Local] = field(default_factory=list)
     statements: list[Statement] = field(default_factory=list)
-    counters: list[str] = field(default_factory=list)
 
     @property
     def maps(self) -> list[str]:
@@ -935,8 +934,6 @@ def emit_hook(hook: Hook) -> None:
         hook.statements.append(
             Statement(" && ".join(guards) or None, counter.map, terms, amount, comment)
         )
-        if counter.name not in hook.counters:
-            hook.counters.append(counter.name)
 
 
 def programs_for(hook: Hook, attach: str) -> tuple[Program, ...]:
@@ -985,9 +982,7 @@ def build(answers: dict, rezolus_root: Path | None = None) -> Sampler:
     sampler = check_name(answers.get("sampler"), "sampler")
     name = f"{group}_{sampler}"
     description = check_text(answers.get("description"), "description")
-    attach = answers.get("attach", "tp_btf")
-    if attach not in ATTACH_STYLES:
-        raise SpecError(f"attach must be one of {', '.join(ATTACH_STYLES)}, not {attach!r}")
+    attach = answers.get("attach", "tp_btf")  # validated by check_hooks below
     layout = answers.get("layout", "totals")
     if layout not in LAYOUTS:
         raise SpecError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")

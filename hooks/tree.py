@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import platform
 import re
 from pathlib import Path
 
+from hooks.model import running_kernel_categories
 from hooks.register import is_rezolus_tree  # noqa: F401 (one definition, re-exported)
 
 SAMPLERS = Path("src") / "agent" / "samplers"
@@ -74,17 +76,9 @@ def missing_in_running_kernel(sampler) -> list[str]:
     Not refused: the build host need not run the fleet's kernel. At run time
     Rezolus records a missing hook's attach failure and keeps the rest.
     """
-    from hooks.model import running_kernel_categories
-
     return [
-        f"{hook.tracepoint} is in vmlinux.h but not in the running kernel ({platform_release()}); "
+        f"{hook.tracepoint} is in vmlinux.h but not in the running kernel ({platform.release()}); "
         f"its program will not attach here"
         for hook in sampler.hooks
         if running_kernel_categories(hook.event) == []
     ]
-
-
-def platform_release() -> str:
-    import platform
-
-    return platform.release()
