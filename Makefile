@@ -17,7 +17,7 @@ system-deps:
 	@scripts/system-deps.sh
 
 demo: $(VENV)/.installed system-deps
-	$(PY) -m hooks.demo
+	$(PY) -m rezolus_sampler.demo
 
 test: $(VENV)/.installed system-deps
 	$(PY) -m pytest -q

@@ -61,8 +61,8 @@ from typing import Callable, Iterator
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hooks import bpf  # noqa: E402
-from hooks.prove import udp_loopback  # noqa: E402
+from rezolus_sampler.kernel import bpf  # noqa: E402
+from rezolus_sampler.kernel.prove import udp_loopback  # noqa: E402
 
 HERE = REPO / "bench" / "compare"
 MAX_CPUS = 1024

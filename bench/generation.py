@@ -25,7 +25,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from support import default_answers, make_tree, rezolus_dir  # noqa: E402
 
-from hooks import model  # noqa: E402
+from rezolus_sampler.spec import model  # noqa: E402
 
 # 32 tracepoints present in both architectures' vmlinux.h (btf_trace_<event>).
 WIDE_SPEC = Path(__file__).with_name("wide_32x8.yml")

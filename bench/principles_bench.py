@@ -2,7 +2,7 @@
 """Micro-benchmarks behind the sampler design principles.
 
 Every BPF program in ``bench/programs`` is compiled with Rezolus' own clang
-flags against the Rezolus BPF headers, loaded with ``hooks/bpf.py``, attached
+flags against the Rezolus BPF headers, loaded with ``rezolus_sampler/kernel/bpf.py``, attached
 to ``tp_btf/sys_enter`` and driven by a C loop of ``getppid`` syscalls pinned
 to CPU 0 (or to CPUs 0 and 1 at once for the contention cases).  The cost per
 event is the kernel's own accounting: ``delta run_time_ns / delta run_cnt``
@@ -39,7 +39,7 @@ from typing import Callable
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hooks import bpf  # noqa: E402
+from rezolus_sampler.kernel import bpf  # noqa: E402
 
 PROGRAMS = REPO / "bench" / "programs"
 WIDTH = 8  # COUNTER_GROUP_WIDTH in the bank programs

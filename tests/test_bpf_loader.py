@@ -1,4 +1,4 @@
-"""Tests for hooks/bpf.py: compile with Rezolus' flags, load, attach to
+"""Tests for rezolus_sampler/kernel/bpf.py: compile with Rezolus' flags, load, attach to
 tp_btf/sys_enter, count through an mmapped per-CPU bank, read kernel stats,
 and leave nothing behind.
 
@@ -25,7 +25,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hooks import bpf  # noqa: E402
+from rezolus_sampler.kernel import bpf  # noqa: E402
 
 REZOLUS = Path(os.environ.get("REZOLUS_DIR", Path(__file__).parents[1] / ".." / "shared" / "rezolus")).resolve()
 ARCH = "aarch64" if os.uname().machine == "aarch64" else "x86_64"
@@ -261,7 +261,7 @@ def test_sigterm_unwinds_and_detaches(counter_obj: Path) -> None:
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(REPO)!r})
-        from hooks import bpf
+        from rezolus_sampler.kernel import bpf
         try:
             with bpf.cleanup_on_signals(), bpf.BpfObject.open({str(counter_obj)!r}) as obj:
                 obj.load()

@@ -6,7 +6,7 @@ import re
 
 from support import CASES
 
-from hooks import model
+from rezolus_sampler.spec import model
 
 
 def test_doc_stub_facts_match_model(rendered):

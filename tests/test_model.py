@@ -9,8 +9,8 @@ import jsonschema
 import pytest
 from support import EXAMPLES, REPO, default_answers, load_answers, rezolus_dir
 
-from hooks import model, vmlinux
-from hooks.layout import fill
+from rezolus_sampler.spec import model, vmlinux
+from rezolus_sampler.emit.lines import fill
 
 
 def build(**change):

@@ -3,7 +3,7 @@
 The methodology is only useful if what it cites is real: every principle ID the
 template, hooks or examples mention has a heading, IDs are never renumbered,
 every principle has its six parts, and every `tests/x.py::name` or
-`hooks/x.py::name` it names is defined in that file.
+`rezolus_sampler/<room>/x.py::name` it names is defined in that file.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ PARTS = (
     "How the template enforces or checks it",
 )
 ENFORCEMENT = PARTS[-1]
-CITATION = re.compile(r"`((?:tests|hooks)/[\w/]+\.py)::(\w+)`")
+CITATION = re.compile(r"`((?:tests|hooks|rezolus_sampler)/[\w/]+\.py)::(\w+)`")
 PRINCIPLE_ID = re.compile(r"\bP\d+\b")
 # Where principle IDs are cited (README.md only once it exists).
-CITING = ("template", "hooks", "copier.yml", "README.md", "examples")
+CITING = ("template", "hooks", "rezolus_sampler", "copier.yml", "README.md", "examples")
 TEXT_SUFFIXES = {".py", ".jinja", ".yml", ".yaml", ".md", ".json", ".toml", ".txt", ".c", ".h", ".rs"}
 
 
@@ -164,7 +164,7 @@ def test_every_principle_names_an_existing_enforcement() -> None:
             lacking.append(pid)
     assert not lacking, (
         f"{lacking}: the enforcement section must name at least one existing "
-        f"`tests/<file>.py::test_name` or `hooks/<file>.py::name`"
+        f"`tests/<file>.py::test_name` or `rezolus_sampler/<room>/<file>.py::name`"
     )
 
 

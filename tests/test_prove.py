@@ -1,9 +1,9 @@
-"""hooks/prove.py against the running kernel: counts, label routing, twin
+"""rezolus_sampler/kernel/prove.py against the running kernel: counts, label routing, twin
 selection, the stride rule, cleanup and --write-doc.
 
 Every example, the default sampler and the default spec in each attach style
 and layout is rendered into a fresh Rezolus tree and proven through the real
-command line (``python -m hooks.prove DIR --json``).  BPF tests skip unless
+command line (``rezolus-sampler prove DIR --json``).  BPF tests skip unless
 running as root on a kernel that accepts BPF; everything skips without a
 Rezolus checkout.
 """
@@ -32,8 +32,8 @@ from support import (
     sampler_path,
 )
 
-from hooks import bpf
-from hooks.prove import (
+from rezolus_sampler.kernel import bpf
+from rezolus_sampler.kernel.prove import (
     BEGIN,
     END,
     SYS_GETPPID,
@@ -159,7 +159,7 @@ def prove(directory: Path, *args: str, expect: int = 0) -> tuple[dict | None, st
     """Run the CLI with --json; returns (report or None, stderr)."""
     stats = STATS.read_text().strip()
     proc = subprocess.run(
-        [sys.executable, "-m", "hooks.prove", str(directory), "--json", *args],
+        [sys.executable, "-m", "rezolus_sampler.kernel.prove", str(directory), "--json", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -400,7 +400,7 @@ def test_vector_length_that_breaks_the_stride_is_an_error(rendered) -> None:
     readme = bad / "README.md"
     readme.write_text(f"{BEGIN}\nold\n{END}\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "hooks.prove", str(bad), "--count", "1", "--write-doc"],
+        [sys.executable, "-m", "rezolus_sampler.kernel.prove", str(bad), "--count", "1", "--write-doc"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -421,7 +421,7 @@ def test_unknown_category_needs_a_command(rendered) -> None:
         rendered("default"), "processes_irq", lambda t: t.replace("//! * `sched:", "//! * `irq:")
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "hooks.prove", str(other)], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "-m", "rezolus_sampler.kernel.prove", str(other)], cwd=REPO, capture_output=True, text=True
     )
     assert proc.returncode == 2 and "--command" in proc.stderr, proc.stderr
     report, _ = prove(other, "--command", "/bin/true")
@@ -434,15 +434,16 @@ def test_non_root_cannot_prove(rendered, tmp_path_factory) -> None:
     python = shutil.which("python3", path="/usr/bin:/bin")
     if python is None:
         pytest.skip("no system python3 to run as an unprivileged user")
-    # `nobody` cannot read a checkout under a 0700 directory: give it its own copy of hooks/
+    # `nobody` cannot read a checkout under a 0700 directory: give it its own copy of the package
     readable = Path(tempfile.mkdtemp(prefix="prove-nobody-"))
     readable.chmod(0o755)
-    shutil.copytree(REPO / "hooks", readable / "hooks", ignore=shutil.ignore_patterns("__pycache__"))
-    for path in [readable / "hooks", *(readable / "hooks").iterdir()]:
+    package = readable / "rezolus_sampler"
+    shutil.copytree(REPO / "rezolus_sampler", package, ignore=shutil.ignore_patterns("__pycache__"))
+    for path in [package, *package.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     try:
         proc = subprocess.run(
-            [python, "-m", "hooks.prove", str(rendered("default"))],
+            [python, "-m", "rezolus_sampler.kernel.prove", str(rendered("default"))],
             cwd=readable,
             capture_output=True,
             text=True,
@@ -463,7 +464,7 @@ def test_interrupted_run_leaves_nothing_attached(rendered, sig: signal.Signals) 
         [
             sys.executable,
             "-m",
-            "hooks.prove",
+            "rezolus_sampler.kernel.prove",
             str(rendered("default")),
             "--command",
             "sleep 30",

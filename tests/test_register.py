@@ -1,4 +1,4 @@
-"""Tests for hooks/register.py against a copy of the real Rezolus snapshot."""
+"""Tests for rezolus_sampler/tree/register.py (and its Copier task entry hooks/register.py) against a copy of the real Rezolus snapshot."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ PROJECT = Path(__file__).resolve().parents[1]
 if str(PROJECT) not in sys.path:
     sys.path.insert(0, str(PROJECT))
 
-from hooks import register  # noqa: E402
-from hooks.register import (  # noqa: E402
+from rezolus_sampler.tree import register  # noqa: E402
+from rezolus_sampler.tree.register import (  # noqa: E402
     Registration,
     RegistrationError,
     apply,

@@ -21,7 +21,7 @@ from support import (
     tree_snapshot,
 )
 
-from hooks import bpf
+from rezolus_sampler.kernel import bpf
 
 pytestmark = pytest.mark.skipif(rezolus_dir() is None, reason="no Rezolus checkout")
 

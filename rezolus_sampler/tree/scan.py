@@ -6,8 +6,8 @@ import platform
 import re
 from pathlib import Path
 
-from hooks.model import running_kernel_categories
-from hooks.register import is_rezolus_tree  # noqa: F401 (one definition, re-exported)
+from rezolus_sampler.spec.model import running_kernel_categories
+from rezolus_sampler.tree.register import is_rezolus_tree  # noqa: F401 (one definition, re-exported)
 
 SAMPLERS = Path("src") / "agent" / "samplers"
 _SECTION = re.compile(r'SEC\("(?:tp_btf|raw_tp|tracepoint/\w+|kprobe|fentry|fexit)/(\w+)"\)')

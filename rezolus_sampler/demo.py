@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hooks import bpf
+from rezolus_sampler.kernel import bpf
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -91,8 +91,8 @@ def main() -> int:
                     info = obj.prog_info(name)
                     print(f"{name}: verified {info.verified_insns} instructions, "
                           f"{info.xlated_insns} translated")
-        section(f"prove it counts: rezolus-sampler-prove {sampler.relative_to(tree)}")
-        from hooks import prove
+        section(f"prove it counts: rezolus-sampler prove {sampler.relative_to(tree)}")
+        from rezolus_sampler.kernel import prove
 
         return prove.main([str(sampler), "--count", "200"])
 

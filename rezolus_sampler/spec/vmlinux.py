@@ -9,7 +9,7 @@ Two kinds of definitions matter to a sampler:
 Parsing a 3 MiB header takes a fraction of a second, so results are cached per
 file. When no Rezolus tree is at hand (Copier renders `copier update` diffs in
 temporary folders), the bundled index `tracepoints.json`, generated from the
-same headers by `python -m hooks.vmlinux --write-index`, answers instead.
+same headers by `python -m rezolus_sampler.spec.vmlinux --write-index`, answers instead.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def event_classes() -> dict[str, str]:
 
 
 def classes_from_tracefs(sigs: Signatures, tracefs: Path) -> dict[str, str]:
-    from hooks.model import class_from_tracefs  # the one matching rule
+    from rezolus_sampler.spec.model import class_from_tracefs  # the one matching rule
 
     found = {}
     for fmt in sorted(tracefs.glob("events/*/*/format")):

@@ -1,6 +1,6 @@
 """Prove a rendered sampler against the running kernel (principle P14).
 
-    python -m hooks.prove SAMPLER_DIR [--workload W | --command CMD]
+    rezolus-sampler prove SAMPLER_DIR [--workload W | --command CMD]
                           [--count N] [--size S] [--force-raw] [--json] [--write-doc]
 
 Compiles ``mod.bpf.c`` with Rezolus' flags, loads it the way the generated
@@ -14,7 +14,7 @@ from kernel BPF stats.  ``--write-doc`` stores those figures in the sampler's
 Exit status: 0 proven, 1 the sampler is wrong (compile, verifier, layout,
 twins, workload failure), 2 usage, 77 cannot prove here (not root, BPF
 refused, workload impossible), 130 interrupted.  Nothing is pinned; every
-link is owned by this process and destroyed on exit (``hooks.bpf``).
+link is owned by this process and destroyed on exit (``rezolus_sampler.kernel.bpf``).
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from hooks import bpf
-from hooks.register import _atomic_write
-from hooks.tree import is_rezolus_tree
+from rezolus_sampler.kernel import bpf
+from rezolus_sampler.tree.register import _atomic_write
+from rezolus_sampler.tree.scan import is_rezolus_tree
 
 EXIT_FAIL, EXIT_USAGE, EXIT_CANNOT, EXIT_INTERRUPTED = 1, 2, 77, 130
 MAX_CPUS_DEFAULT = 1024  # crate::agent::MAX_CPUS when src/agent/mod.rs cannot be read
@@ -741,7 +741,7 @@ def measured_section(report: dict[str, Any]) -> str:
         f"Measured {report['date']} on Linux {report['kernel']} ({report['arch']}, "
         f"{report['possible_cpus']} possible CPUs{attach}) with:",
         "",
-        f"    {report['command_line'] or 'python -m hooks.prove ' + report['dir']}",
+        f"    {report['command_line'] or 'rezolus-sampler prove ' + report['dir']}",
         "",
         f"Workload: {work['description']} ({work['seconds']:.2f} s).",
         "",
@@ -780,8 +780,8 @@ def write_doc(readme: Path, section: str) -> None:
 # --------------------------------------------------------------------------
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hooks.prove", description=__doc__.split("\n\n")[0])
+def _parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument(
         "sampler_dir",
         type=Path,
@@ -811,9 +811,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "rezolus-sampler prove") -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = _parser().parse_args(argv)
+    args = _parser(prog).parse_args(argv)
     if args.count is not None and args.count < 0 or args.size is not None and args.size <= 0:
         print("error: --count must be >= 0 and --size > 0", file=sys.stderr)
         return EXIT_USAGE
@@ -838,7 +838,7 @@ def main(argv: list[str] | None = None) -> int:
         # the sampler as the tree names it, not this machine's checkout path
         shown = str(Path(report["dir"]).relative_to(report["root"]))
         words = [shown if Path(a) == args.sampler_dir else a for a in argv if a != "--announce"]
-        report["command_line"] = "python -m hooks.prove " + shlex.join(words)
+        report["command_line"] = "rezolus-sampler prove " + shlex.join(words)
         if args.write_doc and not report["errors"]:
             write_doc(readme, measured_section(report))
             report["notes"].append(f"measured cost written to {readme}")

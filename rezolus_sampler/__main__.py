@@ -1,0 +1,5 @@
+import sys
+
+from rezolus_sampler.cli import main
+
+sys.exit(main())

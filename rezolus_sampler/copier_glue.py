@@ -1,0 +1,191 @@
+"""Jinja globals that connect Copier to the sampler model.
+
+Templates and `copier.yml` call these; they hold no logic of their own beyond
+collecting answers from the render context and handing them to `model.build`.
+- `sampler_check(step)`: a question's validator ('' when valid);
+- `sampler_preflight()`: rendered by `_message_before_copy`/`_update`, before
+  Copier writes anything: refuses invalid answers and unconsented overwrites;
+- `sampler_model()`: the `model.Sampler` the templates lay out.
+"""
+
+from __future__ import annotations
+
+import datetime
+import sys
+from pathlib import Path
+
+from jinja2 import pass_context
+from jinja2.ext import Extension
+
+from rezolus_sampler.spec import model
+from rezolus_sampler.emit.lines import (
+    comment,
+    fill,
+    rust_skeleton_include,
+    rust_static,
+    rust_str_array,
+)
+from rezolus_sampler.tree.register import Registration, RegistrationError, plan
+from rezolus_sampler.tree.scan import (
+    consolidation_warnings,
+    is_rezolus_tree,
+    missing_in_running_kernel,
+    metric_collisions,
+    sampler_dir,
+)
+
+ANSWER_KEYS = ("group", "sampler", "description", "attach", "layout", "tracepoints", "counters")
+
+try:  # a clean one-line error in Copier's CLI instead of a traceback
+    from copier.errors import UserMessageError as _Refusal
+except ImportError:  # pragma: no cover - copier is always present when rendering
+    _Refusal = ValueError
+
+
+def _answers(context) -> dict:
+    return {key: context.get(key) for key in ANSWER_KEYS if context.get(key) is not None}
+
+
+def _target(context) -> Path | None:
+    conf = context.get("_copier_conf") or {}
+    dst = Path(str(conf["dst_path"])) if "dst_path" in conf else None
+    return dst if dst is not None and is_rezolus_tree(dst) else None
+
+
+@pass_context
+def sampler_check(context, step: str) -> str:
+    answers = _answers(context)
+    try:
+        if step == "group":
+            model.check_name(answers.get("group"), "group")
+        elif step == "sampler":
+            model.check_name(answers.get("sampler"), "sampler")
+        elif step == "description":
+            model.check_text(answers.get("description"), "description")
+        elif step == "tracepoints":
+            model.check_hooks(answers, _target(context))
+        else:  # counters, the last question: everything is answered
+            model.build(answers, _target(context))
+    except model.SpecError as err:
+        return str(err)
+    return ""
+
+
+def _overwrite_refusal(context, answers: dict) -> str:
+    """An existing sampler directory needs --overwrite (`copier update` always sets it)."""
+    conf = context.get("_copier_conf") or {}
+    if conf.get("overwrite"):
+        return ""
+    dst = Path(str(conf["dst_path"]))
+    existing = sampler_dir(dst, answers["group"], answers["sampler"])
+    if not existing.exists():
+        return ""
+    answers_file = existing / ".copier-answers.yml"
+    how = (
+        f"refresh it with 'copier update --trust -a {answers_file.relative_to(dst)}'"
+        if answers_file.exists()
+        else "choose another sampler name"
+    )
+    return (
+        f"{existing.relative_to(dst)} already exists; it is not overwritten without consent: "
+        f"{how}, or pass --overwrite to replace it"
+    )
+
+
+def _registration_refusal(target: Path, sampler: model.Sampler) -> str:
+    """Dry-run the registration so a tree it cannot edit is refused before rendering."""
+    try:
+        plan(target, Registration.of(sampler))
+    except RegistrationError as err:
+        return f"cannot register {sampler.name}: {err}"
+    return ""
+
+
+@pass_context
+def sampler_preflight(context) -> str:
+    """Refuse before anything is written; '' on success.
+
+    The template's top directory is named `{{ sampler_preflight() }}src`, so
+    this runs on the first path Copier renders, after all questions (including
+    --defaults and recorded answers, which Copier does not validate) and
+    before any file exists. Each Copier run has its own Jinja environment, so
+    the verdict is kept there: later paths of the same run are not re-checked
+    against files this run wrote.
+    """
+    answers = _answers(context)
+    key = repr(sorted(answers.items()))
+    done = context.environment.__dict__.setdefault("_sampler_preflight", set())
+    if key in done:
+        return ""
+    try:
+        sampler = sampler_model(context)  # the model the templates will render
+    except model.SpecError as err:
+        raise _Refusal(f"Refusing to render: {err}") from None
+    refusal = _overwrite_refusal(context, answers)
+    target = _target(context)
+    if not refusal and target is not None:
+        refusal = "; ".join(metric_collisions(target, sampler)) or _registration_refusal(
+            target, sampler
+        )
+    if refusal:
+        raise _Refusal(f"Refusing to render: {refusal}")
+    done.add(key)
+    summary = ", ".join(f"map {m.name} ({m.n} slots, W={m.width})" for m in sampler.maps)
+    print(
+        f"{sampler.name}: {len(sampler.hooks)} tracepoint(s), "
+        f"{len(sampler.programs)} program(s), {summary}",
+        file=sys.stderr,
+    )
+    warnings = consolidation_warnings(target, sampler) if target else []
+    for warning in warnings + missing_in_running_kernel(sampler):
+        print(f"warning: {warning}", file=sys.stderr)
+    return ""
+
+
+_MODELS: dict[str, model.Sampler] = {}
+
+
+@pass_context
+def sampler_model(context) -> model.Sampler:
+    answers = _answers(context)
+    target = _target(context)
+    key = repr((sorted(answers.items()), str(target)))
+    if key not in _MODELS:
+        _MODELS[key] = model.build(answers, target)
+    return _MODELS[key]
+
+
+@pass_context
+def sampler_shared_hooks(context) -> list[str]:
+    """Consolidation warnings (P3) for the doc stub; empty outside a Rezolus tree."""
+    target = _target(context)
+    return consolidation_warnings(target, sampler_model(context)) if target else []
+
+
+def attach_summary(sampler: model.Sampler) -> str:
+    return {
+        "tp_btf": "`tp_btf` programs with `raw_tp` twins; `kernel_has_btf()` picks one at load "
+        "time, so kernels without their own BTF fall back to `raw_tp`",
+        "raw_tp": "`raw_tp` programs; no kernel BTF needed (arguments read with CO-RE "
+        "`BPF_CORE_READ`)",
+        "tracepoint": "classic `tracepoint` programs reading the event record; no kernel BTF "
+        "needed, ranked below `raw_tp` on overhead",
+    }[sampler.attach]
+
+
+class SamplerExtension(Extension):
+    def __init__(self, environment):
+        super().__init__(environment)
+        environment.globals.update(
+            sampler_check=sampler_check,
+            sampler_preflight=sampler_preflight,
+            sampler_model=sampler_model,
+            sampler_shared_hooks=sampler_shared_hooks,
+            attach_summary=attach_summary,
+            current_year=datetime.date.today().year,
+            fill=fill,
+            comment=comment,
+            rust_str_array=rust_str_array,
+            rust_skeleton_include=rust_skeleton_include,
+            rust_static=rust_static,
+        )
