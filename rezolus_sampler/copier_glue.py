@@ -11,6 +11,7 @@ collecting answers from the render context and handing them to `model.build`.
 from __future__ import annotations
 
 import datetime
+import os
 import sys
 from pathlib import Path
 
@@ -18,9 +19,12 @@ from jinja2 import pass_context
 from jinja2.ext import Extension
 
 from rezolus_sampler.spec import model
+from rezolus_sampler.spec.names import MAX_DESCRIPTION_LEN
+from rezolus_sampler.emit.layout import family_macro
 from rezolus_sampler.emit.lines import (
     comment,
     fill,
+    rust_call,
     rust_skeleton_include,
     rust_static,
     rust_str_array,
@@ -34,7 +38,7 @@ from rezolus_sampler.tree.scan import (
     sampler_dir,
 )
 
-ANSWER_KEYS = ("group", "sampler", "description", "attach", "layout", "tracepoints", "counters")
+ANSWER_KEYS = model.ANSWER_KEYS
 
 try:  # a clean one-line error in Copier's CLI instead of a traceback
     from copier.errors import UserMessageError as _Refusal
@@ -52,18 +56,84 @@ def _target(context) -> Path | None:
     return dst if dst is not None and is_rezolus_tree(dst) else None
 
 
+# -- defaults that follow earlier answers (Copier renders a question's default
+# as a template, so Enter at every prompt gives a consistent, valid sampler)
+
+DEFAULT_EVENTS = ("sched:sched_process_fork", "sched:sched_process_exec", "sched:sched_process_free")
+DEFAULT_ARGS = {"sched_process_fork": "(parent, child)", "sched_process_exec": "(task, old_pid, bprm)",
+                "sched_process_free": "(task)"}  # fmt: skip
+
+
+def _yaml(value) -> str:
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=False, sort_keys=False).strip()
+
+
+@pass_context
+def default_tracepoints(context) -> str:
+    """The fork/exec/free trio, with argument names where the attach style takes them."""
+    classic = context.get("attach") == "tracepoint"
+    return _yaml([t if classic else t + DEFAULT_ARGS[t.split(":")[1]] for t in DEFAULT_EVENTS])
+
+
+def _events(context) -> list[str]:
+    """The tracepoints' event names, less a prefix they all share (fork, exec, free)."""
+    events = []
+    for spec in context.get("tracepoints") or []:
+        if isinstance(spec, str) and ":" in spec:
+            events.append(spec.split(":", 1)[1].split("(")[0].split("@")[0].strip())
+    if len(events) > 1:
+        common = os.path.commonprefix(events)
+        common = common[: common.rfind("_") + 1]
+        if common and all(e[len(common) :] for e in events):
+            events = [e[len(common) :] for e in events]
+    return events
+
+
+@pass_context
+def default_description(context) -> str:
+    events = [e.replace("_", " ") for e in _events(context)]
+    if not events:
+        return "Counts kernel events"
+    listed = events[0] if len(events) == 1 else ", ".join(events[:-1]) + " and " + events[-1]
+    return f"Counts {listed} events"[:MAX_DESCRIPTION_LEN]
+
+
+@pass_context
+def default_counters(context) -> str:
+    """One family counting every tracepoint's events, labeled by event (none when
+    histograms were given: then the answers already say what to measure)."""
+    if context.get("histograms"):
+        return "[]"
+    events = list(dict.fromkeys(_events(context)))
+    group, sampler = context.get("group") or "group", context.get("sampler") or "sampler"
+    family = {
+        "name": f"{group}_{sampler}_events",
+        "description": f"The number of {' / '.join(e.replace('_', ' ') for e in events) or 'kernel'} events",
+        "unit": "events",
+        "labels": {"event": events},
+        "increments": [
+            {"at": spec.split("(")[0], "labels": {"event": event}}
+            for spec, event in zip(context.get("tracepoints") or [], events)
+            if isinstance(spec, str)
+        ],
+    }
+    return _yaml([family])
+
+
 @pass_context
 def sampler_check(context, step: str) -> str:
     answers = _answers(context)
     try:
-        if step == "group":
-            model.check_name(answers.get("group"), "group")
-        elif step == "sampler":
-            model.check_name(answers.get("sampler"), "sampler")
-        elif step == "description":
-            model.check_text(answers.get("description"), "description")
+        if step in ("group", "sampler", "description"):
+            model.check_identity({"group": "g", "sampler": "s", "description": "d"} | answers)
+        elif step == "copyright_year":
+            model.check_year(answers.get("copyright_year"))
         elif step == "tracepoints":
             model.check_hooks(answers, _target(context))
+        elif step == "histograms":
+            model.check_histograms(answers, _target(context))
         else:  # counters, the last question: everything is answered
             model.build(answers, _target(context))
     except model.SpecError as err:
@@ -188,4 +258,9 @@ class SamplerExtension(Extension):
             rust_str_array=rust_str_array,
             rust_skeleton_include=rust_skeleton_include,
             rust_static=rust_static,
+            rust_call=rust_call,
+            family_macro=family_macro,
+            default_tracepoints=default_tracepoints,
+            default_description=default_description,
+            default_counters=default_counters,
         )

@@ -53,9 +53,30 @@ def load_answers(path: Path) -> dict:
 
 
 def default_answers() -> dict:
-    config = yaml.safe_load((REPO / "copier.yml").read_text())
-    keys = ("group", "sampler", "description", "attach", "layout", "tracepoints", "counters")
-    return {key: config[key]["default"] for key in keys}
+    """What Enter at every prompt gives (`copier copy --defaults`; checked against
+    Copier itself by tests/test_prompt.py::test_defaults_are_the_documented_sampler)."""
+    events = ["fork", "exec", "free"]
+    args = {"fork": "(parent, child)", "exec": "(task, old_pid, bprm)", "free": "(task)"}
+    return {
+        "group": "scheduler",
+        "sampler": "processes",
+        "attach": "tp_btf",
+        "tracepoints": [f"sched:sched_process_{e}{args[e]}" for e in events],
+        "description": "Counts fork, exec and free events",
+        "layout": "totals",
+        "histograms": [],
+        "counters": [
+            {
+                "name": "scheduler_processes_events",
+                "description": "The number of fork / exec / free events",
+                "unit": "events",
+                "labels": {"event": events},
+                "increments": [
+                    {"at": f"sched:sched_process_{e}", "labels": {"event": e}} for e in events
+                ],
+            }
+        ],
+    }
 
 
 def render(tree: Path, answers: dict | None = None, overwrite: bool = False, **kwargs):

@@ -25,7 +25,7 @@ def test_doc_stub_facts_match_model(rendered):
             row = next(line for line in stub.splitlines() if line.startswith(f"| `{c.name}` |"))
             for label in c.labels:
                 assert f"`{label.name}`: {', '.join(label.values)} ({label.cardinality}" in row
-            assert f"`{c.map}` {c.base}..{c.base + c.cardinality - 1}" in row
+            assert f"`{c.map}` slots {c.base}..{c.base + c.cardinality - 1}" in row
         for hook in sampler.hooks:
             assert f"`{hook.tracepoint}`" in stub
         # every principle the stub cites is defined

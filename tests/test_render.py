@@ -116,7 +116,8 @@ def test_bank_width_is_roundup_of_vector_length(rendered):
     for case, directory in dirs.items():
         vectors = rust_vectors(read(directory / "mod.rs"))
         widths = c_widths(read(directory / "mod.bpf.c"))
-        assert vectors and set(vectors) == set(widths), case
+        assert set(vectors) == set(widths), case
+        assert vectors or CASES[case].get("histograms"), f"{case}: no counters map"
         for map_name, statics in vectors.items():
             n = len(statics)
             assert widths[map_name] == -(-n // 8) * 8, f"{case}: {map_name} n={n}"
@@ -136,11 +137,14 @@ def test_mod_rs_names_exist_in_bpf_and_stats(rendered):
             assert [metrics[s].replace(" ", "") for s in vector] == c_slot_table(c, map_name)
         for ref in re.findall(r"&([A-Z][A-Z0-9_]+)\b", mod_rs):
             assert ref in statics, f"{case}: {ref} not in stats.rs"
-        # every map handed to the builder or SkelExt exists in C, and vice versa
+        # every mmapable map is handed to the builder and has a SkelExt arm, and only
+        # those (start-time maps stay in the kernel)
+        mmapable = set(re.findall(r"BPF_F_MMAPABLE\);\n(?:    .*\n)*?\} (\w+) SEC", c))
         builder_maps = set(re.findall(r'\.(?:cpu_)?counters\("(\w+)"', mod_rs))
+        builder_maps |= set(re.findall(r'\.histogram\(\s*"(\w+)"', mod_rs))
         skel_maps = set(re.findall(r'"(\w+)" => &self\.maps\.(\w+)', mod_rs))
-        assert builder_maps == c_maps, case
-        assert {a for a, b in skel_maps} == c_maps and all(a == b for a, b in skel_maps)
+        assert builder_maps == mmapable and mmapable <= c_maps, case
+        assert {a for a, b in skel_maps} == mmapable and all(a == b for a, b in skel_maps)
         # every program named in mod.rs exists in C
         named = set(re.findall(r'"(\w+_(?:btf|raw))"', mod_rs))
         named |= set(re.findall(r"self\.progs\.(\w+)\.insn_cnt", mod_rs))
@@ -152,6 +156,42 @@ def test_mod_rs_names_exist_in_bpf_and_stats(rendered):
             btf = set(re.findall(r'"(\w+)"', arms.group(2)))
             assert raw | btf == programs and not raw & btf, case
             assert all(p.endswith("_raw") for p in raw) and all(p.endswith("_btf") for p in btf)
+
+
+def test_histograms_are_wired_as_rezolus_reads_them(rendered):
+    """Each `.histogram(map, &STATIC, &GROUP)`: a 496-bucket mmapable ARRAY in C, an
+    RwLockHistogram(HISTOGRAM_GROUPING_POWER, 64) static whose metadata names that
+    group, and one group per family (P9, P12)."""
+    seen = 0
+    for case, directory in rendered[1].items():
+        c, mod_rs, stats = (read(directory / f) for f in ("mod.bpf.c", "mod.rs", "stats.rs"))
+        calls = re.findall(r'\.histogram\(\s*"(\w+)",\s*&(\w+),\s*&(\w+),?\s*\)', mod_rs)
+        if not calls:
+            continue
+        seen += 1
+        assert "#define HISTOGRAM_BUCKETS HISTOGRAM_BUCKETS_POW_3" in c
+        assert "#define HISTOGRAM_POWER 3" in c
+        assert '#include "../../../agent/bpf/histogram.h"' in c
+        assert "use crate::common::HISTOGRAM_GROUPING_POWER;" in stats
+        groups_by_family: dict[str, set[str]] = {}
+        for map_name, static, group in calls:
+            body = re.search(rf"struct \{{\n((?:    .*\n)*?)\}} {map_name} SEC", c).group(1)
+            assert "BPF_MAP_TYPE_ARRAY" in body and "BPF_F_MMAPABLE" in body, (case, map_name)
+            assert "__uint(max_entries, HISTOGRAM_BUCKETS);" in body, (case, map_name)
+            decl = re.search(
+                rf'#\[metric\(\s*name = "(\w+)",.*?acq_group = "(\w+)" \}}\s*\)\]\n'
+                rf"pub static {static}: RwLockHistogram =\s*RwLockHistogram::new\(HISTOGRAM_GROUPING_POWER, 64\);",
+                stats, re.S,
+            )
+            assert decl, (case, static)
+            family, acq = decl.groups()
+            group_name = re.search(rf'pub static {group}: AcquisitionGroup = AcquisitionGroup::new\(\s*'
+                                   rf'crate::agent::samplers::bpf_sampler_name\("\w+"\),\s*"(\w+)"', stats)
+            assert group_name and group_name.group(1) == acq, (case, group)
+            groups_by_family.setdefault(family, set()).add(group)
+        assert all(len(g) == 1 for g in groups_by_family.values()), case
+        assert len({next(iter(g)) for g in groups_by_family.values()}) == len(groups_by_family)
+    assert seen >= 3, "the histogram examples did not render"
 
 
 def test_one_program_per_hook(rendered):
@@ -175,7 +215,9 @@ def test_generated_c_has_no_hash_maps_ringbufs_or_loops(rendered):
                        "for (", "while (", "bpf_spin_lock", "bpf_ringbuf", "bpf_perf_event_output"):
             assert banned not in c, f"{case}: {banned}"
         assert c.count('#include "../../../agent/bpf/helpers.h"') <= 1
-        assert "histogram.h" not in c
+        # helpers.h includes histogram.h itself: never both
+        includes = re.findall(r'^#include "(.*)"$', c, re.M)
+        assert not any("helpers.h" in i for i in includes) or not any("histogram.h" in i for i in includes)
         assert "BPF_MAP_TYPE_ARRAY" in c and "BPF_F_MMAPABLE" in c
 
 

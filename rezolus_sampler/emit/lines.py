@@ -82,3 +82,25 @@ def rust_static(name: str, rust_type: str, init: str) -> str:
     if len(line) <= COLUMNS:
         return line
     return f"pub static {name}: {rust_type} =\n    {init};"
+
+
+def rust_call(method: str, args: list[str], indent: str) -> str:
+    """`<method>(a, b, c)` in a builder chain at `indent`, as rustfmt lays it out:
+    on one line while the arguments fit `fn_call_width`, else one per line."""
+    inner = ", ".join(args)
+    if len(inner) <= RUST_CALL_WIDTH and len(indent) + len(method) + len(inner) + 2 <= COLUMNS:
+        return f"{method}({inner})"
+    body = "".join(f"{indent}    {arg},\n" for arg in args)
+    return f"{method}(\n{body}{indent})"
+
+
+def assign_call(prefix: str, call: str, args: list[str], indent: str, columns: int = COLUMNS) -> str:
+    """`<prefix> = call(args);` as clang-format lays it out: one line; else broken
+    after `=` with the call on the next line; else arguments bin-packed."""
+    one = f"{prefix} = {call}({', '.join(args)});"
+    if len(one) <= columns:
+        return one
+    rest = f"{indent}    {call}({', '.join(args)});"
+    if len(rest) <= columns:
+        return f"{prefix} =\n{rest}"
+    return fill(f"{prefix} = {call}(", args, ",", ");", columns)

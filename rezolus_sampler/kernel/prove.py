@@ -40,7 +40,7 @@ from typing import Any
 
 from rezolus_sampler.kernel import bpf
 from rezolus_sampler.tree.register import _atomic_write
-from rezolus_sampler.tree.scan import is_rezolus_tree
+from rezolus_sampler.tree.register import is_rezolus_tree
 
 EXIT_FAIL, EXIT_USAGE, EXIT_CANNOT, EXIT_INTERRUPTED = 1, 2, 77, 130
 MAX_CPUS_DEFAULT = 1024  # crate::agent::MAX_CPUS when src/agent/mod.rs cannot be read

@@ -1,106 +1,81 @@
-"""The sampler model: validated answers and every fact the templates print.
+"""Answers -> a checked sampler spec.
 
-`build(answers, rezolus_root)` turns the questionnaire's answers into a
-`Sampler`. Every derived fact (slots, bank widths, static names, program
-names, argument declarations, index expressions) is computed here once; the
-templates for C, Rust and the doc stub only lay the same objects out, so the
-three can never disagree.
+`build(answers, rezolus_root)` validates the questionnaire's answers and
+returns a `Sampler`: its hooks with typed arguments, its counter and
+histogram families with labels, and where each family is updated, with
+every expression parsed and checked (`expr.py`). The slot layout and each
+hook's program are computed from this spec once (`emit/layout.py`,
+`emit/program.py`) and printed by the C, Rust and doc templates alike.
 
-Invalid answers raise `SpecError` with one message that says what is wrong
-and what would be right. Nothing here writes files.
+Invalid answers raise `SpecError` with one message that names the field,
+says what is wrong and what is allowed. Nothing here writes files.
 """
 
 from __future__ import annotations
 
-import difflib
-import itertools
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import vmlinux
+from rezolus_sampler.spec import expr as expressions
+from rezolus_sampler.spec import vmlinux
+from rezolus_sampler.spec.expr import Expr, ExprError, Scope
+from rezolus_sampler.spec.hooks import (
+    ATTACH_STYLES,
+    Hook,
+    HookError,
+    parse_hook,
+    programs_for,
+    suggest,
+)
+from rezolus_sampler.spec.names import (
+    C_IMPLICIT,
+    MAX_METRIC_LEN,
+    RESERVED_LABELS,
+    NameError_,
+    check_name,
+    check_text,
+)
 
-# Shared with Rezolus: `crate::agent::MAX_CPUS` and the 64-byte cacheline.
+# Shared with Rezolus: `crate::agent::MAX_CPUS`, `MAX_PID` and the 64-byte cacheline.
 MAX_CPUS = 1024
+MAX_PID = 4194304
 SLOTS_PER_CACHELINE = 8
+HISTOGRAM_BUCKETS = 496  # HISTOGRAM_BUCKETS_POW_3: grouping power 3, values up to 2^64
+HISTOGRAM_POWER = 3
 
-# Documented limits (README "Limits"): a bank is one CPU's slots of one map.
+# Documented limits (README "Limits").
 MAX_FAMILY_SLOTS = 256  # label combinations of one counter family
+MAX_HISTOGRAM_COMBOS = 16  # label combinations (maps) of one histogram family
 MAX_BANK_SLOTS = 512  # slots in one map's per-CPU bank: MAX_CPUS * 512 * 8 B = 4 MiB
 MAX_TRACEPOINTS = 64
-MAX_EXPR_LEN = 200
-MAX_DESCRIPTION_LEN = 200
 MAX_STATIC_LEN = 64  # keeps every generated declaration within 100 columns
 MAX_MAP_NAME_LEN = 12  # keeps each bank lookup on one line
+MAX_SAMPLER_NAME_LEN = 48  # <group>_<sampler>: skeleton file, config key, statics
 
-ATTACH_STYLES = ("tp_btf", "raw_tp", "tracepoint")
 LAYOUTS = ("totals", "per_cpu")
 DEFAULT_MAP = "counters"
+ANSWER_KEYS = (
+    "group", "sampler", "description", "copyright_year", "attach", "tracepoints", "layout",
+    "counters", "histograms",
+)  # fmt: skip
 
-# Metadata keys Rezolus or metriken already give a meaning to.
-RESERVED_LABELS = {"unit", "acq_group", "sampler", "id", "name", "metric", "description"}
-
-C_KEYWORDS = set(
-    """auto break case char const continue default do double else enum extern float for goto
-    if inline int long register restrict return short signed sizeof static struct switch
-    typedef union unsigned void volatile while bool true false asm typeof""".split()
-)
-RUST_KEYWORDS = set(
-    """as async await break const continue crate dyn else enum extern false fn for if impl in
-    let loop match mod move mut pub ref return self static struct super trait true type union
-    unsafe use where while abstract become box do final macro override priv try typeof
-    unsized virtual yield gen""".split()
-)
-# Names the generated files already use at file or function scope.
-GENERATED_NAMES = {"cpu", "ctx", "args", "counters", "bpf", "stats", "init", "config", "LICENSE"}
-
-SNAKE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
 LABEL_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-TRACEPOINT = re.compile(
-    r"^(?P<category>[a-z0-9_]+):(?P<event>[a-z0-9_]+)"
-    r"(?:@(?P<struct>[a-z0-9_]+))?(?:\((?P<names>[^()]*)\))?$"
-)
-CHAIN = re.compile(r"\b([A-Za-z_]\w*)((?:->[A-Za-z_]\w*)+)")
 UNIT = re.compile(r"^[A-Za-z][A-Za-z/%]*$")
 
 
 class SpecError(ValueError):
     """An answer that cannot be rendered; the message says how to fix it."""
 
+    def __init__(self, message: str, field: str = ""):
+        super().__init__(message)
+        self.field = field
+
 
 # --------------------------------------------------------------------------
-# small value types
-
-
-@dataclass(frozen=True)
-class Arg:
-    name: str
-    ctype: str  # as vmlinux.h spells it, e.g. "const struct sk_buff *"
-
-    @property
-    def decl(self) -> str:
-        """A parameter declaration in Rezolus' pointer-left style."""
-        if "(*)" in self.ctype:  # function pointer
-            return self.ctype.replace("(*)", f"(*{self.name})", 1)
-        base = self.ctype.replace(" *", "*").replace("* *", "**")
-        array = re.search(r"\s*(\[\d*\])$", base)
-        if array:
-            return f"{base[: array.start()]} {self.name}{array.group(1)}"
-        return f"{base} {self.name}"
-
-    @property
-    def is_pointer(self) -> bool:
-        return self.ctype.rstrip().endswith("*")
-
-
-@dataclass(frozen=True)
-class Program:
-    name: str
-    section: str
-    variant: str  # "btf", "raw" or "tracepoint"
+# the spec
 
 
 @dataclass(frozen=True)
@@ -117,14 +92,10 @@ class Label:
     def numeric(self) -> bool:
         return all(v.isdigit() for v in self.values)
 
-    @property
-    def const(self) -> str:
-        return self.name.upper()
-
 
 @dataclass(frozen=True)
 class Slot:
-    index: int  # within the map's bank
+    index: int  # within its map (counters: the bank; histograms: the family's maps)
     static: str  # Rust static name
     metric: str
     labels: tuple[tuple[str, str], ...]
@@ -135,16 +106,40 @@ class Slot:
         return f"{self.metric}{{{inner}}}" if inner else self.metric
 
 
+@dataclass(frozen=True)
+class Latency:
+    """A latency between hooks: `start` hooks stamp the time per key, this hook reads it."""
+
+    start: tuple[tuple[str, Expr, Expr | None], ...]  # (start tracepoint, its key, its `when`)
+    key: Expr  # the key at the reading hook
+    stamp_map: str = ""  # set by the layout
+
+
 @dataclass
-class Counter:
+class Update:
+    """Where and how a family is updated at one hook."""
+
+    family: "Family"
+    hook: Hook
+    fixed: dict[str, str]  # label -> value
+    index: dict[str, Expr]  # label -> expression yielding the value's index
+    when: Expr | None
+    by: Expr | None = None  # counters: the amount (None adds 1)
+    value: Expr | None = None  # histograms: the value recorded
+    latency: Latency | None = None  # histograms: a latency instead of a value
+
+
+@dataclass
+class Family:
+    kind: str  # "counter" or "histogram"
     name: str
     description: str
     unit: str | None
     labels: tuple[Label, ...]
-    map: str
-    base: int = 0  # first slot in its map's bank
-    slots: list[Slot] = field(default_factory=list)
-    increments: list["Increment"] = field(default_factory=list)
+    map: str  # counters: the map; histograms: the prefix of its maps
+    updates: list[Update] = field(default_factory=list)
+    slots: list[Slot] = field(default_factory=list)  # set by the layout
+    base: int = 0  # counters: first slot in the map's bank (set by the layout)
 
     @property
     def const(self) -> str:
@@ -164,186 +159,6 @@ class Counter:
 
 
 @dataclass
-class Map:
-    """One per-CPU-banked counters map: its slots are its counters' slots in order."""
-
-    name: str
-    counters: list[Counter] = field(default_factory=list)
-    acq_group: str = ""  # set by lay_out(): "<sampler name>_<map>"
-
-    @property
-    def slots(self) -> list[Slot]:
-        return [slot for counter in self.counters for slot in counter.slots]
-
-    @property
-    def n(self) -> int:
-        return len(self.slots)
-
-    @property
-    def width(self) -> int:
-        return -(-self.n // SLOTS_PER_CACHELINE) * SLOTS_PER_CACHELINE
-
-    @property
-    def width_macro(self) -> str:
-        return f"{self.name.upper()}_WIDTH"
-
-    @property
-    def bytes(self) -> int:
-        return MAX_CPUS * self.width * 8
-
-    @property
-    def acq_static(self) -> str:
-        return f"{self.name.upper()}_ACQ"
-
-    @property
-    def bank_struct(self) -> str:
-        return f"{self.name}_bank"
-
-
-@dataclass(frozen=True)
-class Expr:
-    """A C expression in the two spellings the attach variants need.
-
-    `direct` is the expression as written: tp_btf programs may dereference their
-    BTF-typed arguments (CO-RE relocated through vmlinux.h's preserve_access_index),
-    and classic tracepoints read `args->field`. `core` spells every pointer chain
-    as `BPF_CORE_READ(...)`, which raw_tp programs need.
-    """
-
-    direct: str
-    core: str
-
-    @property
-    def reads(self) -> bool:
-        """Whether it reads kernel memory through an argument pointer."""
-        return self.direct != self.core
-
-    def for_variant(self, variant: str) -> str:
-        return self.core if variant == "raw" else self.direct
-
-
-@dataclass
-class Local:
-    """A value computed once per event and shared by the hook's statements.
-
-    In tp_btf/raw_tp twins a local that reads kernel memory is computed in each
-    program (direct read in the tp_btf twin, BPF_CORE_READ in the raw_tp twin)
-    and passed to the shared handler; other locals are computed in the handler.
-    """
-
-    ctype: str
-    name: str
-    expr: Expr
-
-    @property
-    def decl(self) -> str:
-        return f"{self.ctype} {self.name}"
-
-
-@dataclass
-class Statement:
-    """One counter update: `idx = <terms>;` then a relaxed atomic add into this CPU's bank."""
-
-    guard: str | None  # C condition, or None
-    map: str
-    terms: list[str]  # summed to the slot index in the bank, e.g. ["NETWORK_BYTES", "1"]
-    amount: str | None  # None increments by one
-    comment: str  # metric{labels} it updates
-
-    @property
-    def add_args(self) -> list[str]:
-        """Arguments of `__atomic_fetch_add` (what helpers.h array_add does after its lookup)."""
-        return [f"&{self.map}_bank->slot[idx]", self.amount or "1", "__ATOMIC_RELAXED"]
-
-
-@dataclass
-class Block:
-    """Consecutive statements under the same guard (one `if`)."""
-
-    guard: str | None
-    statements: list[Statement]
-
-    @property
-    def conditions(self) -> list[str]:
-        return self.guard.split(" && ") if self.guard else []
-
-
-@dataclass
-class Increment:
-    counter: Counter
-    hook: "Hook"
-    fixed: dict[str, str]  # label -> value
-    index: dict[str, Expr]  # label -> expression yielding the value's index
-    by: Expr | None
-    when: Expr | None
-
-
-@dataclass
-class Hook:
-    category: str
-    event: str
-    args: tuple[Arg, ...]
-    raw_struct: str | None  # classic tracepoints: trace_event_raw_<raw_struct>
-    programs: tuple[Program, ...] = ()
-    increments: list[Increment] = field(default_factory=list)
-    locals: list[Local] = field(default_factory=list)
-    statements: list[Statement] = field(default_factory=list)
-
-    @property
-    def maps(self) -> list[str]:
-        """Maps this hook's program updates, in first-use order (one lookup each)."""
-        return list(dict.fromkeys(statement.map for statement in self.statements))
-
-    @property
-    def passed_locals(self) -> list[Local]:
-        """Locals each twin computes and passes to the shared handler."""
-        return [local for local in self.locals if local.expr.reads]
-
-    @property
-    def handler_locals(self) -> list[Local]:
-        """Locals the shared handler computes itself."""
-        return [local for local in self.locals if not local.expr.reads]
-
-    @property
-    def handler_params(self) -> list[str]:
-        return [local.decl for local in self.passed_locals] + self.param_decls
-
-    def handler_call(self, variant: str) -> list[str]:
-        return [local.expr.for_variant(variant) for local in self.passed_locals] + self.arg_list
-
-    def body_locals(self, variant: str) -> list[str]:
-        """`type name = expr` of every local, for a program without a shared handler."""
-        return [f"{local.decl} = {local.expr.for_variant(variant)}" for local in self.locals]
-
-    @property
-    def blocks(self) -> list[Block]:
-        out: list[Block] = []
-        for statement in self.statements:
-            if out and out[-1].guard == statement.guard:
-                out[-1].statements.append(statement)
-            else:
-                out.append(Block(statement.guard, [statement]))
-        return out
-
-    @property
-    def tracepoint(self) -> str:
-        return f"{self.category}:{self.event}"
-
-    @property
-    def handler(self) -> str:
-        return f"handle_{self.event}"
-
-    @property
-    def param_decls(self) -> list[str]:
-        return [arg.decl for arg in self.args]
-
-    @property
-    def arg_list(self) -> list[str]:
-        return [arg.name for arg in self.args]
-
-
-
-@dataclass
 class Sampler:
     group: str
     sampler: str
@@ -351,15 +166,29 @@ class Sampler:
     attach: str
     layout: str
     hooks: list[Hook]
-    counters: list[Counter]
-    maps: list[Map]
+    families: list[Family]
+    copyright_year: int | None = None
+    # computed by emit.layout.lay_out / emit.program.emit_hooks
+    maps: list = field(default_factory=list)
+    histogram_maps: list = field(default_factory=list)
+    stamp_maps: list = field(default_factory=list)
+    programs_by_hook: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return f"{self.group}_{self.sampler}"
 
     @property
-    def programs(self) -> list[Program]:
+    def counters(self) -> list[Family]:
+        return [f for f in self.families if f.kind == "counter"]
+
+    @property
+    def histograms(self) -> list[Family]:
+        return [f for f in self.families if f.kind == "histogram"]
+
+    @property
+    def programs(self):
         return [p for hook in self.hooks for p in hook.programs]
 
     def disabled_when(self, variant: str) -> list[str]:
@@ -375,7 +204,7 @@ class Sampler:
 
     @property
     def metric_names(self) -> list[str]:
-        return [c.name for c in self.counters]
+        return [f.name for f in self.families]
 
     @property
     def static_type(self) -> str:
@@ -394,641 +223,428 @@ class Sampler:
     @property
     def computed_labels(self) -> bool:
         """Whether any slot index is computed at run time (and so bounds-checked)."""
-        return any(inc.index for c in self.counters for inc in c.increments)
+        return any(u.index for f in self.families for u in f.updates)
+
+    @property
+    def registered_maps(self) -> list[str]:
+        """Maps mod.rs hands to the builder (each needs a SkelExt arm)."""
+        return [m.name for m in self.maps] + [hm.name for g in self.histogram_maps for hm in g.maps]
 
     @property
     def memory_bytes(self) -> int:
-        return sum(m.bytes for m in self.maps)
+        return sum(m.bytes for m in self.maps + self.histogram_maps + self.stamp_maps)
 
 
 # --------------------------------------------------------------------------
 # answer checks
 
-
-def check_name(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not SNAKE.match(value):
-        raise SpecError(
-            f"{what} {value!r} must be snake_case: lowercase letters, digits and single "
-            f"underscores, starting with a letter (for example 'packet_drops')"
-        )
-    if value in C_KEYWORDS or value in RUST_KEYWORDS:
-        raise SpecError(f"{what} {value!r} is a C or Rust keyword; choose another name")
-    return value
-
-
-def check_text(value: Any, what: str, required: bool = True) -> str:
-    if value is None and not required:
-        return ""
-    if not isinstance(value, str) or not value.strip():
-        raise SpecError(f"{what} must be a non-empty line of text")
-    bad = [c for c in ('"', "\\", "\n", "\r", "`") if c in value]
-    if bad or ")]" in value or "*/" in value or "/*" in value:
-        shown = ", ".join(repr(c) for c in bad + [s for s in (")]", "*/", "/*") if s in value])
-        raise SpecError(
-            f"{what} {value!r} contains {shown}: these break the generated C/Rust or "
-            f"Rezolus' build.rs metric parser; rephrase without them"
-        )
-    if len(value) > MAX_DESCRIPTION_LEN:
-        raise SpecError(f"{what} is {len(value)} characters; keep it under {MAX_DESCRIPTION_LEN}")
-    return value.strip()
-
-
-def check_expr(value: Any, what: str) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if not isinstance(value, str) or not value.strip():
-        raise SpecError(f"{what} must be a C expression, for example 'skb->len'")
-    expr = value.strip()
-    if len(expr) > MAX_EXPR_LEN:
-        raise SpecError(f"{what} is longer than {MAX_EXPR_LEN} characters")
-    for bad, why in (
-        (";", "a statement separator"),
-        ("{", "a brace"),
-        ("}", "a brace"),
-        ("//", "a comment"),
-        ("/*", "a comment"),
-        ("#", "a preprocessor token"),
-        ("\n", "a newline"),
-        ('"', "a string literal"),
-        ("\\", "a backslash"),
-    ):
-        if bad in expr:
-            raise SpecError(f"{what} {expr!r} contains {why}; give a single C expression")
-    if re.search(r"(?<![=!<>])=(?!=)|\+\+|--(?!>)|\+=|-=", expr):
-        raise SpecError(f"{what} {expr!r} assigns; give a side-effect-free C expression")
-    depth = 0
-    for ch in expr:
-        depth += {"(": 1, ")": -1}.get(ch, 0)
-        if depth < 0:
-            break
-    if depth != 0:
-        raise SpecError(f"{what} {expr!r} has unbalanced parentheses")
-    return expr
+_NAME_ERRORS = (NameError_, HookError, ExprError)
 
 
 def _as_list(value: Any, what: str) -> list:
     if not isinstance(value, list):
-        raise SpecError(f"{what} must be a list")
+        raise SpecError(f"{what} must be a list, not {type(value).__name__}", what)
     return value
 
 
 def _as_map(value: Any, what: str) -> dict:
     if not isinstance(value, dict):
-        raise SpecError(f"{what} must be a mapping")
+        raise SpecError(f"{what} must be a mapping (key: value), not {type(value).__name__}", what)
     return value
 
 
-def _suggest(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-    return f"; did you mean {', '.join(close)}?" if close else ""
+def _field(what: str):
+    """Run a check and turn its error into a SpecError naming the field."""
+
+    class _Ctx:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, kind, err, tb):
+            if err is not None and isinstance(err, _NAME_ERRORS):
+                raise SpecError(str(err), what) from None
+            return False
+
+    return _Ctx()
 
 
-# --------------------------------------------------------------------------
-# hooks
-
-_ARG_NAMES = {
-    "sk_buff": "skb",
-    "request": "rq",
-    "task_struct": "task",
-    "net_device": "dev",
-    "pt_regs": "regs",
-    "sock": "sk",
-    "linux_binprm": "bprm",
-    "request_queue": "q",
-    "mm_struct": "mm",
-    "vm_area_struct": "vma",
-    "netdev_queue": "txq",
-}
-
-
-def default_arg_name(ctype: str, position: int) -> str:
-    m = re.search(r"struct (\w+) \*$", ctype)
-    if m:
-        name = _ARG_NAMES.get(m.group(1), m.group(1))
-        if name not in C_KEYWORDS:
-            return name
-    return f"arg{position}"
-
-
-def _unique(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        if names.count(name) > 1:
-            seen[name] = seen.get(name, 0) + 1
-            out.append(f"{name}{seen[name]}")
-        else:
-            out.append(name)
-    return out
-
-
-TRACEFS_EVENTS = Path("/sys/kernel/tracing/events")
-
-
-def running_kernel_categories(event: str) -> list[str] | None:
-    """Categories holding `event` in the running kernel's tracefs; None if unreadable."""
-    try:
-        if not any(TRACEFS_EVENTS.iterdir()):
-            return None
-        return sorted(p.name for p in TRACEFS_EVENTS.iterdir() if (p / event).is_dir())
-    except OSError:
-        return None
-
-
-def _tracefs_fields(category: str, event: str) -> list[str] | None:
-    fmt = TRACEFS_EVENTS / category / event / "format"
-    try:
-        text = fmt.read_text()
-    except OSError:
-        return None
-    names = re.findall(r"field:[^;]*?(\w+)(?:\[\d*\])?;\s*offset", text)
-    return [n for n in names if not n.startswith("common_")]
-
-
-def class_from_tracefs(category: str, event: str, raw_structs: dict) -> str | None:
-    """The event class whose record has the event's fields, per the running kernel.
-
-    Several records can share field names: structs named after another event
-    are that event's own, and among the rest the one sharing the longest name
-    prefix with the event wins (sched_process_free -> sched_process_template).
-    Dynamic fields are `__data_loc_<name>` in BTF and `<name>` in tracefs.
-    """
-    fields = _tracefs_fields(category, event)
-    if fields is None:
-        return None
-    events = vmlinux.signatures(None).btf_args
-
-    def names(record) -> list[str]:
-        return [f.removeprefix("__data_loc_") for _, f in record]
-
-    matches = [k for k, v in raw_structs.items() if names(v) == fields and k not in events]
-    if not matches:
-        return None
-    prefix = lambda k: len(os.path.commonprefix([k, event]))  # noqa: E731
-    best = max(prefix(k) for k in matches)
-    winners = [k for k in matches if prefix(k) == best]
-    return winners[0] if len(winners) == 1 else None
-
-
-def _classic_struct(category: str, event: str, explicit: str | None, sigs) -> str:
-    if explicit:
-        if explicit not in sigs.raw_structs:
-            raise SpecError(
-                f"{category}:{event}@{explicit}: vmlinux.h has no struct trace_event_raw_{explicit}"
-                + _suggest(explicit, list(sigs.raw_structs))
-            )
-        return explicit
-    if event in sigs.raw_structs:
-        return event
-    known = vmlinux.event_classes().get(f"{category}:{event}")
-    if known in sigs.raw_structs:
-        return known
-    found = class_from_tracefs(category, event, sigs.raw_structs)
-    if found:
-        return found
-    raise SpecError(
-        f"{category}:{event} is defined through an event class and vmlinux.h has no "
-        f"struct trace_event_raw_{event}; name the class struct, for example "
-        f"'{category}:{event}@<class>' (see 'struct trace_event_raw_<class>' in vmlinux.h)"
-    )
-
-
-def parse_hook(spec: Any, attach: str, sigs, aarch64_sigs) -> Hook:
-    if not isinstance(spec, str):
-        raise SpecError(f"tracepoint {spec!r} must be a string like 'net:netif_receive_skb'")
-    m = TRACEPOINT.match(spec.replace(" ", ""))
-    if not m:
+def check_identity(answers: dict) -> tuple[str, str, str]:
+    with _field("group"):
+        group = check_name(answers.get("group"), "group")
+    with _field("sampler"):
+        sampler = check_name(answers.get("sampler"), "sampler")
+    if len(group) + 1 + len(sampler) > MAX_SAMPLER_NAME_LEN:
         raise SpecError(
-            f"tracepoint {spec!r} must look like 'category:event', optionally naming the "
-            f"arguments: 'block:block_rq_complete(rq, error, nr_bytes)'"
+            f"{group}_{sampler} is {len(group) + 1 + len(sampler)} characters; Rezolus uses it for "
+            f"the config key, the skeleton file and every static: keep <group>_<sampler> within "
+            f"{MAX_SAMPLER_NAME_LEN}",
+            "sampler",
         )
-    category, event = m.group("category"), m.group("event")
-    if event not in sigs.btf_args:
-        raise SpecError(
-            f"unknown tracepoint {category}:{event}: vmlinux.h has no btf_trace_{event}"
-            + _suggest(event, list(sigs.btf_args))
-        )
-    if event not in aarch64_sigs.btf_args:
-        raise SpecError(f"tracepoint {event} exists in the x86_64 vmlinux.h but not in aarch64's")
-    located = running_kernel_categories(event)
-    if located and category not in located:
-        raise SpecError(
-            f"tracepoint {category}:{event}: the running kernel has {event} in category "
-            f"{', '.join(located)}, not {category!r}"
-        )
-    names = [n for n in (m.group("names") or "").split(",") if n]
-    if attach == "tracepoint":
-        if names:
-            raise SpecError(
-                f"{spec}: classic tracepoints take their record's fields (args->field); "
-                f"argument names apply to tp_btf and raw_tp"
-            )
-        struct = _classic_struct(category, event, m.group("struct"), sigs)
-        args = tuple(Arg(f, t) for t, f in sigs.raw_structs[struct])
-        return Hook(category, event, args, struct)
-    if m.group("struct"):
-        raise SpecError(f"{spec}: '@struct' applies only to attach style 'tracepoint'")
-    types = sigs.btf_args[event]
-    if len(names) > len(types):
-        raise SpecError(
-            f"{category}:{event} has {len(types)} arguments ({', '.join(types)}); "
-            f"{len(names)} names were given"
-        )
-    defaults = _unique([default_arg_name(t, i) for i, t in enumerate(types)])
-    final = names + defaults[len(names):]
-    for name in final:
-        check_name(name, f"argument name in {spec}")
-    if len(set(final)) != len(final):
-        raise SpecError(f"{spec}: argument names must be distinct, got {', '.join(final)}")
-    return Hook(category, event, tuple(Arg(n, t) for n, t in zip(final, types)), None)
+    with _field("description"):
+        description = check_text(answers.get("description"), "description")
+    return group, sampler, description
 
 
-def make_expr(expr: str, hook: Hook, attach: str) -> Expr:
-    """Both spellings of an expression over the hook's arguments.
-
-    raw_tp arguments are plain integers to the verifier, so for raw styles a
-    pointer chain `skb->len` is also spelled `BPF_CORE_READ(skb, len)`, which
-    verifies and relocates across kernels (CO-RE). Classic tracepoint records
-    are read directly: `args->len`.
-    """
-    if attach == "tracepoint":
-        return Expr(expr, expr)
-    pointers = {a.name for a in hook.args if a.is_pointer}
-
-    def core_read(m: re.Match) -> str:
-        base, chain = m.group(1), m.group(2)
-        if base not in pointers:
-            return m.group(0)
-        fields = chain.split("->")[1:]
-        return f"BPF_CORE_READ({base}, {', '.join(fields)})"
-
-    return Expr(expr, CHAIN.sub(core_read, expr))
-
-
-def check_names_used(expr: str, hook: Hook, attach: str, what: str) -> None:
-    """Refuse references to argument names the hook does not have."""
-    if attach == "tracepoint":
-        if re.search(r"\bargs\b", expr) is None:
-            return
-        fields = {a.name for a in hook.args}
-        for used in re.findall(r"\bargs->(\w+)", expr):
-            if used not in fields:
-                raise SpecError(
-                    f"{what}: {hook.tracepoint}'s record has no field {used!r}; fields: "
-                    f"{', '.join(sorted(fields))}" + _suggest(used, sorted(fields))
-                )
-        return
-    stripped = re.sub(r"(->|\.)\s*[A-Za-z_]\w*", "", expr)
-    stripped = re.sub(r"BPF_CORE_READ\(\s*(\w+)[^)]*\)", r"\1", stripped)
-    names = {a.name for a in hook.args}
-    for ident in re.findall(r"\b[A-Za-z_]\w*\b", stripped):
-        if ident in names or ident in C_KEYWORDS or ident.isupper() or ident.startswith("bpf_"):
-            continue
-        if ident in ("u8", "u16", "u32", "u64", "s32", "s64", "__u32", "__u64"):
-            continue
-        raise SpecError(
-            f"{what}: {ident!r} is not an argument of {hook.tracepoint} "
-            f"(arguments: {', '.join(f'{a.name}: {a.ctype}' for a in hook.args)})"
-            + _suggest(ident, sorted(names))
-        )
-
-
-# --------------------------------------------------------------------------
-# counters
-
-
-def parse_label(name: Any, spec: Any, counter: str) -> Label:
-    check_name(name, f"label of {counter}")
+def parse_label(name: Any, spec: Any, family: str, limit: int) -> Label:
+    where = f"label {name} of {family}"
+    with _field(f"{family}.labels"):
+        check_name(name, f"label of {family}")
     if name in RESERVED_LABELS:
         raise SpecError(
-            f"label {name!r} of {counter} is reserved by Rezolus metadata "
-            f"({', '.join(sorted(RESERVED_LABELS))}); choose another name"
+            f"label {name!r} of {family} is reserved by Rezolus metadata "
+            f"({', '.join(sorted(RESERVED_LABELS))}); choose another name",
+            f"{family}.labels.{name}",
         )
     overflow = None
     if isinstance(spec, dict):
         unknown = set(spec) - {"values", "overflow"}
         if unknown:
-            raise SpecError(f"label {name} of {counter}: unknown keys {sorted(unknown)}")
+            raise SpecError(f"{where}: unknown keys {sorted(map(str, unknown))} (allowed: values, overflow)", f"{family}.labels.{name}")
         overflow = spec.get("overflow")
         spec = spec.get("values")
     if isinstance(spec, bool):
         spec = None
     if isinstance(spec, int):
-        if not 1 <= spec <= MAX_FAMILY_SLOTS:
-            raise SpecError(
-                f"label {name} of {counter}: cardinality {spec} must be 1..{MAX_FAMILY_SLOTS}"
-            )
+        if not 1 <= spec <= limit:
+            raise SpecError(f"{where}: cardinality {spec} must be 1..{limit}", f"{family}.labels.{name}")
         values = tuple(str(i) for i in range(spec))
     elif isinstance(spec, list) and spec:
+        if len(spec) > limit:
+            raise SpecError(f"{where}: {len(spec)} values; the limit is {limit}", f"{family}.labels.{name}")
         values = tuple(str(v) for v in spec)
-        for v in values:
-            if not LABEL_VALUE.match(v):
+        for v, raw in zip(values, spec):
+            if isinstance(raw, (dict, list)) or not LABEL_VALUE.match(v) or len(v) > 32:
                 raise SpecError(
-                    f"label {name} of {counter}: value {v!r} must be letters, digits, '_', "
-                    f"'.' or '-', starting with a letter or digit"
+                    f"{where}: value {v[:40]!r} must be up to 32 letters, digits, '_', '.' or '-', "
+                    f"starting with a letter or digit",
+                    f"{family}.labels.{name}",
                 )
-        dup = [v for v in set(values) if values.count(v) > 1]
+        dup = sorted(v for v in set(values) if values.count(v) > 1)
         if dup:
-            raise SpecError(f"label {name} of {counter}: duplicate values {sorted(dup)}")
+            raise SpecError(f"{where}: duplicate values {dup}", f"{family}.labels.{name}")
     else:
         raise SpecError(
-            f"label {name} of {counter} needs explicit values ({name}: [read, write]) "
-            f"or a bare cardinality ({name}: 8)"
+            f"{where} needs explicit values ({name}: [read, write]) or a bare cardinality "
+            f"({name}: 8)",
+            f"{family}.labels.{name}",
         )
     if overflow is not None:
         overflow = str(overflow)
         if overflow not in values:
             raise SpecError(
-                f"label {name} of {counter}: overflow value {overflow!r} must be one of "
-                f"its values {list(values)}"
+                f"{where}: overflow value {overflow!r} must be one of its values {list(values)}",
+                f"{family}.labels.{name}",
             )
     return Label(name, values, overflow)
 
 
-def static_suffix(label: Label, value: str) -> str:
-    token = re.sub(r"[^A-Za-z0-9]", "_", value).upper()
-    return f"{label.const}_{token}" if label.numeric else token
-
-
-def parse_counter(spec: Any, position: int) -> tuple[Counter, list]:
-    spec = _as_map(spec, f"counter #{position + 1}")
-    allowed = {"name", "description", "unit", "labels", "map", "increments"}
-    unknown = set(spec) - allowed
+def parse_family(spec: Any, position: int, kind: str) -> tuple[Family, list]:
+    plural = "counters" if kind == "counter" else "histograms"
+    where = f"{plural}[{position}]"
+    spec = _as_map(spec, where)
+    allowed = {"name", "description", "unit", "labels", "map", "increments" if kind == "counter" else "records"}
+    unknown = set(map(str, spec)) - allowed
     if unknown:
-        raise SpecError(
-            f"counter #{position + 1}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})"
-        )
-    name = check_name(spec.get("name"), f"counter #{position + 1} name")
-    description = check_text(spec.get("description"), f"description of {name}")
+        raise SpecError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})", where)
+    with _field(f"{where}.name"):
+        name = check_name(spec.get("name"), f"{where} name", MAX_METRIC_LEN)
+    with _field(f"{name}.description"):
+        description = check_text(spec.get("description"), f"description of {name}")
     unit = spec.get("unit")
-    if unit is not None and (not isinstance(unit, str) or not UNIT.match(unit)):
-        raise SpecError(f"unit of {name} {unit!r} must be a word such as 'bytes' or 'packets'")
+    if unit is not None and (not isinstance(unit, str) or not UNIT.match(unit) or len(unit) > 32):
+        raise SpecError(f"unit of {name} {unit!r} must be a word such as 'bytes' or 'packets'", f"{name}.unit")
+    limit = MAX_FAMILY_SLOTS if kind == "counter" else MAX_HISTOGRAM_COMBOS
     labels_spec = _as_map(spec.get("labels") or {}, f"labels of {name}")
-    labels = tuple(parse_label(k, v, name) for k, v in labels_spec.items())
-    map_name = check_name(spec.get("map", DEFAULT_MAP), f"map of {name}")
-    if len(map_name) > MAX_MAP_NAME_LEN or map_name in GENERATED_NAMES - {DEFAULT_MAP}:
-        raise SpecError(
-            f"map name {map_name!r} of {name} must be at most {MAX_MAP_NAME_LEN} characters and "
-            f"not one of {sorted(GENERATED_NAMES - {DEFAULT_MAP})}"
-        )
-    counter = Counter(name, description, unit, labels, map_name)
-    if counter.cardinality > MAX_FAMILY_SLOTS:
+    labels = tuple(parse_label(k, v, name, limit) for k, v in labels_spec.items())
+    default_map = DEFAULT_MAP if kind == "counter" else name
+    with _field(f"{name}.map"):
+        map_name = check_name(spec.get("map", default_map), f"map of {name}")
+    if kind == "counter" and len(map_name) > MAX_MAP_NAME_LEN:
+        raise SpecError(f"map name {map_name!r} of {name} must be at most {MAX_MAP_NAME_LEN} characters", f"{name}.map")
+    if kind == "histogram" and "map" in spec:
+        raise SpecError(f"{name}: histograms name their maps after the family and label values; drop 'map'", f"{name}.map")
+    family = Family(kind, name, description, unit, labels, map_name)
+    if family.cardinality > limit:
         product = " x ".join(str(label.cardinality) for label in labels)
+        what = "label combinations" if kind == "counter" else "label combinations (one map each)"
         raise SpecError(
-            f"{name} has {product} = {counter.cardinality} label combinations; the limit is "
-            f"{MAX_FAMILY_SLOTS} per family (fixed-cardinality arrays, principle P2). "
-            f"Coarsen a label or split the family"
+            f"{name} has {product} = {family.cardinality} {what}; the limit is {limit} per "
+            f"family (fixed-cardinality arrays, principle P2). Coarsen a label or split the family",
+            f"{name}.labels",
         )
-    increments = spec.get("increments")
-    if not increments:
-        raise SpecError(f"{name} needs at least one increment: where (which tracepoint) it counts")
-    return counter, _as_list(increments, f"increments of {name}")
+    key = "increments" if kind == "counter" else "records"
+    updates = spec.get(key)
+    if not updates:
+        noun = "increment" if kind == "counter" else "record"
+        raise SpecError(f"{name} needs at least one {noun}: where (which tracepoint) it {'counts' if kind == 'counter' else 'records'}", f"{name}.{key}")
+    return family, _as_list(updates, f"{key} of {name}")
 
 
-def parse_increment(spec: Any, counter: Counter, hooks: dict[str, Hook], attach: str) -> Increment:
-    if isinstance(spec, str):
-        spec = {"at": spec}
-    spec = _as_map(spec, f"increment of {counter.name}")
-    unknown = set(spec) - {"at", "labels", "index", "by", "when"}
-    if unknown:
-        raise SpecError(f"increment of {counter.name}: unknown keys {sorted(unknown)}")
-    at = str(spec.get("at", "")).replace(" ", "")
-    if at not in hooks:
-        raise SpecError(
-            f"increment of {counter.name} is at {at!r}, which is not one of this sampler's "
-            f"tracepoints ({', '.join(hooks)})"
-        )
-    hook = hooks[at]
-    fixed = {str(k): str(v) for k, v in _as_map(spec.get("labels") or {}, "labels").items()}
-    index_raw = _as_map(spec.get("index") or {}, "index")
-    declared = {label.name: label for label in counter.labels}
-    where = f"{counter.name} at {at}"
-    for key in list(fixed) + list(index_raw):
+class _Context:
+    """What checking an update needs: the hooks, their scopes, the type indexes."""
+
+    def __init__(self, hooks: dict[str, Hook], types: tuple, attach: str):
+        self.hooks = hooks
+        self.types = types
+        self.attach = attach
+
+    def hook(self, at: Any, what: str) -> Hook:
+        at = str(at or "").replace(" ", "")
+        at = re.sub(r"\(.*\)$", "", at)  # 'cat:event(args)' names the same hook
+        at = re.sub(r"@\w+$", "", at)
+        if at not in self.hooks:
+            raise SpecError(
+                f"{what} is at {at!r}, which is not one of this sampler's tracepoints "
+                f"({', '.join(self.hooks)})" + suggest(at, list(self.hooks)),
+                what,
+            )
+        return self.hooks[at]
+
+    def scope(self, hook: Hook) -> Scope:
+        return Scope(hook.tracepoint, hook.scope_args, hook.classic, self.types, tuple(expressions.BUILTINS))
+
+    def expr(self, value: Any, hook: Hook, role: str, what: str) -> Expr:
+        try:
+            return expressions.check(value, self.scope(hook), role, what)
+        except ExprError as err:
+            raise SpecError(str(err), what) from None
+
+
+def _labels_at(spec: dict, family: Family, hook: Hook, ctx: _Context, where: str):
+    fixed_raw = _as_map(spec.get("labels") or {}, f"{where}: labels")
+    index_raw = _as_map(spec.get("index") or {}, f"{where}: index")
+    fixed = {str(k): v for k, v in fixed_raw.items()}
+    declared = {label.name: label for label in family.labels}
+    for key in list(fixed) + [str(k) for k in index_raw]:
         if key not in declared:
-            raise SpecError(f"{where}: {key!r} is not a label of {counter.name}")
-    both = set(fixed) & set(index_raw)
+            raise SpecError(
+                f"{where}: {key!r} is not a label of {family.name} (labels: "
+                f"{', '.join(declared) or 'none'})" + suggest(key, list(declared)),
+                where,
+            )
+    both = set(fixed) & set(map(str, index_raw))
     if both:
-        raise SpecError(f"{where}: label(s) {sorted(both)} are both fixed and computed")
-    missing = set(declared) - set(fixed) - set(index_raw)
+        raise SpecError(f"{where}: label(s) {sorted(both)} are both fixed and computed", where)
+    missing = [n for n in declared if n not in fixed and n not in map(str, index_raw)]
     if missing:
         raise SpecError(
             f"{where}: give every label a fixed value (labels:) or an index expression "
-            f"(index:); missing {sorted(missing)}"
+            f"(index:); missing {missing}",
+            where,
         )
+    out_fixed = {}
     for key, value in fixed.items():
-        if value not in declared[key].values:
-            raise SpecError(
-                f"{where}: {key}={value!r} is not one of {list(declared[key].values)}"
-            )
+        if isinstance(value, (dict, list)) or str(value) not in declared[key].values:
+            raise SpecError(f"{where}: {key}={value!r} is not one of {list(declared[key].values)}", where)
+        out_fixed[key] = str(value)
     index = {}
     for key, raw in index_raw.items():
-        expr = check_expr(raw, f"{where}: index of {key}")
-        check_names_used(expr, hook, attach, f"{where}: index of {key}")
-        index[key] = make_expr(expr, hook, attach)
-    by = when = None
-    if spec.get("by") not in (None, 1, "1"):
-        by = check_expr(spec["by"], f"{where}: by")
-        check_names_used(by, hook, attach, f"{where}: by")
-        by = make_expr(by, hook, attach)
+        label = declared[str(key)]
+        e = ctx.expr(raw, hook, "index", f"{where}: index of {key}")
+        if e.const is not None:
+            value = e.const
+            if not 0 <= value < label.cardinality and label.overflow is None:
+                raise SpecError(
+                    f"{where}: index of {key} is always {value}, outside 0..{label.cardinality - 1}: "
+                    f"nothing would be counted; give the value as a fixed label instead",
+                    where,
+                )
+        index[str(key)] = e
+    return out_fixed, index
+
+
+def parse_update(spec: Any, family: Family, ctx: _Context, position: int) -> Update:
+    kind = family.kind
+    noun = "increment" if kind == "counter" else "record"
+    where = f"{family.name} {noun} #{position + 1}"
+    if isinstance(spec, str):
+        spec = {"at": spec}
+    spec = _as_map(spec, where)
+    allowed = {"at", "labels", "index", "when"} | ({"by"} if kind == "counter" else {"value", "latency"})
+    unknown = set(map(str, spec)) - allowed
+    if unknown:
+        raise SpecError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})", where)
+    hook = ctx.hook(spec.get("at"), f"{where}")
+    where = f"{family.name} at {hook.tracepoint}"
+    fixed, index = _labels_at(spec, family, hook, ctx, where)
+    when = None
     if spec.get("when") is not None:
-        when = check_expr(spec["when"], f"{where}: when")
-        check_names_used(when, hook, attach, f"{where}: when")
-        when = make_expr(when, hook, attach)
-    return Increment(counter, hook, fixed, index, by, when)
+        when = ctx.expr(spec["when"], hook, "when", f"{where}: when")
+    update = Update(family, hook, fixed, index, when)
+    if kind == "counter":
+        if spec.get("by") not in (None, 1, "1"):
+            update.by = ctx.expr(spec["by"], hook, "by", f"{where}: by")
+        return update
+    has_value, has_latency = spec.get("value") is not None, spec.get("latency") is not None
+    if has_value == has_latency:
+        raise SpecError(
+            f"{where}: give either 'value' (an expression, e.g. nr_bytes or now - "
+            f"rq->io_start_time_ns) or 'latency' (a start hook), not {'both' if has_value else 'neither'}",
+            where,
+        )
+    if has_value:
+        update.value = ctx.expr(spec["value"], hook, "value", f"{where}: value")
+    else:
+        update.latency = parse_latency(spec["latency"], hook, ctx, where)
+    return update
 
 
-# --------------------------------------------------------------------------
-# layout and code facts
-
-
-def lay_out(counters: list[Counter], sampler_name: str) -> list[Map]:
-    maps: dict[str, Map] = {}
-    for counter in counters:
-        m = maps.setdefault(counter.map, Map(counter.map))
-        counter.base = m.n
-        combos = itertools.product(*(label.values for label in counter.labels))
-        for offset, combo in enumerate(combos):
-            pairs = tuple(zip((label.name for label in counter.labels), combo))
-            suffix = "_".join(
-                static_suffix(label, value) for label, value in zip(counter.labels, combo)
-            )
-            static = counter.const + (f"_{suffix}" if suffix else "")
-            counter.slots.append(Slot(counter.base + offset, static, counter.name, pairs))
-        m.counters.append(counter)
-    for m in maps.values():
-        if m.n > MAX_BANK_SLOTS:
+def parse_latency(spec: Any, hook: Hook, ctx: _Context, where: str) -> Latency:
+    """`latency: {start: <hook or [{at, key, when}]>, key: <expr>}` (keys default to the thread)."""
+    if isinstance(spec, str):
+        spec = {"start": spec}
+    spec = _as_map(spec, f"{where}: latency")
+    unknown = set(map(str, spec)) - {"start", "key"}
+    if unknown:
+        raise SpecError(f"{where}: latency has unknown keys {sorted(unknown)} (allowed: start, key)", where)
+    starts_raw = spec.get("start")
+    if starts_raw is None:
+        raise SpecError(f"{where}: latency needs 'start': the tracepoint that stamps the start time", where)
+    if not isinstance(starts_raw, list):
+        starts_raw = [starts_raw]
+    starts = []
+    for item in starts_raw:
+        if isinstance(item, str):
+            item = {"at": item}
+        item = _as_map(item, f"{where}: latency start")
+        extra = set(map(str, item)) - {"at", "key", "when"}
+        if extra:
             raise SpecError(
-                f"map {m.name} holds {m.n} slots; the limit is {MAX_BANK_SLOTS} per bank "
-                f"({MAX_CPUS} CPUs x {MAX_BANK_SLOTS} x 8 B = "
-                f"{MAX_CPUS * MAX_BANK_SLOTS * 8 // 2**20} MiB). Put families in separate maps "
-                f"(map: <name>) or coarsen labels"
+                f"{where}: latency start has unknown keys {sorted(extra)} (allowed: at, key, when)", where
             )
-        m.acq_group = f"{sampler_name}_{m.name}"
-        if m.name == sampler_name:
-            raise SpecError(f"map name {m.name!r} would repeat the sampler name; choose another")
-    return list(maps.values())
-
-
-def _local_name(expr: str, taken: set[str], fallback: str) -> str:
-    m = re.fullmatch(r"BPF_CORE_READ\([^)]*?(\w+)\)|\w+->(?:\w+->)*(\w+)|args->(\w+)", expr)
-    base = fallback
-    if m:
-        base = next(g for g in m.groups() if g)
-    base = re.sub(r"\W", "_", base)
-    if base in taken or base in C_KEYWORDS or base in GENERATED_NAMES:
-        base = f"{base}_value" if f"{base}_value" not in taken else fallback
-    name, n = base, 1
-    while name in taken:
-        n += 1
-        name = f"{base}{n}"
-    taken.add(name)
-    return name
-
-
-def emit_hook(hook: Hook) -> None:
-    """Compute the locals and statements of a hook's one consolidated program."""
-    taken = {a.name for a in hook.args} | {"cpu", "ctx", "args", "idx"}
-    taken |= {f"{inc.counter.map}_bank" for inc in hook.increments}
-    values: dict[tuple[str, str], str] = {}  # (kind, raw_tp spelling) -> local name
-
-    def local(kind: str, ctype: str, expr: Expr, fallback: str) -> str:
-        key = (kind, expr.core)
-        if key not in values:
-            name = _local_name(expr.core, taken, fallback)
-            values[key] = name
-            hook.locals.append(Local(ctype, name, expr))
-        return values[key]
-
-    for inc in hook.increments:
-        counter = inc.counter
-        terms = [counter.const]
-        guards = []
-        strides = dict(zip((label.name for label in counter.labels), counter.strides()))
-        fixed_offset = 0
-        for label in counter.labels:
-            stride = strides[label.name]
-            if label.name in inc.fixed:
-                fixed_offset += label.values.index(inc.fixed[label.name]) * stride
-                continue
-            var = local("index", "u32", inc.index[label.name], label.name)
-            if label.overflow is not None:
-                over = label.values.index(label.overflow)
-                # clamp: out-of-range indexes count into the declared overflow value
-                var_expr = f"({var} < {label.cardinality} ? {var} : {over})"
-            else:
-                guards.append(f"{var} < {label.cardinality}")
-                var_expr = var
-            terms.append(var_expr if stride == 1 else f"{var_expr} * {stride}")
-        if fixed_offset:
-            terms.insert(1, str(fixed_offset))
-        if inc.when:
-            cond = local("when", "u32", inc.when, "cond") if inc.when.reads else inc.when.direct
-            guards.insert(0, f"({cond})")
-        amount = None
-        if inc.by is not None:
-            bare = inc.by.direct in {a.name for a in hook.args}
-            amount = inc.by.direct if bare else local("by", "u64", inc.by, "amount")
-        labels = [f"{k}={v}" for k, v in inc.fixed.items()]
-        labels += [f"{k}=<{k}>" for k in inc.index]
-        comment = f"{counter.name}{{{', '.join(labels)}}}" if labels else counter.name
-        hook.statements.append(
-            Statement(" && ".join(guards) or None, counter.map, terms, amount, comment)
-        )
-
-
-def programs_for(hook: Hook, attach: str) -> tuple[Program, ...]:
-    if attach == "tp_btf":
-        return (
-            Program(f"{hook.event}_btf", f"tp_btf/{hook.event}", "btf"),
-            Program(f"{hook.event}_raw", f"raw_tp/{hook.event}", "raw"),
-        )
-    if attach == "raw_tp":
-        return (Program(hook.event, f"raw_tp/{hook.event}", "raw"),)
-    return (Program(hook.event, f"tracepoint/{hook.category}/{hook.event}", "tracepoint"),)
+        start_hook = ctx.hook(item.get("at"), f"{where}: latency start")
+        label = f"{where}: latency start at {start_hook.tracepoint}"
+        key = ctx.expr(item.get("key", "current_thread"), start_hook, "key", f"{label}: key")
+        when = None
+        if item.get("when") is not None:
+            when = ctx.expr(item["when"], start_hook, "when", f"{label}: when")
+        starts.append((start_hook.tracepoint, key, when))
+    if len({t for t, _, _ in starts}) != len(starts):
+        raise SpecError(f"{where}: a start tracepoint is listed twice", where)
+    key = ctx.expr(spec.get("key", "current_thread"), hook, "key", f"{where}: latency key")
+    return Latency(tuple(starts), key)
 
 
 # --------------------------------------------------------------------------
 # entry points
 
 
+def type_indexes(rezolus_root: Path | None) -> tuple:
+    return tuple(vmlinux.index(rezolus_root, arch) for arch in vmlinux.ARCHES)
+
+
+def reserved_c_names(types: tuple) -> dict[str, str]:
+    """Ordinary C identifiers the included headers already define -> where."""
+    out: dict[str, str] = {}
+    for name in vmlinux.libbpf_identifiers():
+        out[name] = "the libbpf headers"
+    for index, arch in zip(types, vmlinux.ARCHES):
+        for name in index.typedefs:
+            out.setdefault(name, f"a typedef in the {arch} vmlinux.h")
+        for name in index.constants:
+            out.setdefault(name, f"an enum constant in the {arch} vmlinux.h")
+    for name in C_IMPLICIT:
+        out.setdefault(name, "generated C (BPF_PROG's context / the licence)")
+    for name in expressions.BUILTINS:
+        out.setdefault(name, "a builtin of expressions")
+    return out
+
+
+def check_year(year: Any) -> int:
+    if isinstance(year, bool) or not isinstance(year, int) or not 1970 <= year <= 9999:
+        raise SpecError(f"copyright_year must be a year such as 2026, not {year!r}", "copyright_year")
+    return year
+
+
+def parse_families(answers: dict, ctx: _Context, keys: tuple[str, ...]) -> list[Family]:
+    families: list[Family] = []
+    for key in keys:
+        kind = "counter" if key == "counters" else "histogram"
+        specs = answers.get(key)
+        if specs is None:
+            continue
+        for i, spec in enumerate(_as_list(specs, key)):
+            family, update_specs = parse_family(spec, i, kind)
+            if any(f.name == family.name for f in families):
+                raise SpecError(
+                    f"metric {family.name} is declared twice; one family per name, "
+                    f"distinguished by labels",
+                    f"{key}[{i}].name",
+                )
+            families.append(family)
+            for j, u in enumerate(update_specs):
+                family.updates.append(parse_update(u, family, ctx, j))
+    return families
+
+
+def check_histograms(answers: dict, rezolus_root: Path | None = None) -> list[Family]:
+    """Validate the histogram families alone (the question before counters)."""
+    hooks = {hook.tracepoint: hook for hook in check_hooks(answers, rezolus_root)}
+    ctx = _Context(hooks, type_indexes(rezolus_root), answers.get("attach", "tp_btf"))
+    return parse_families(answers, ctx, ("histograms",))
+
+
 def check_hooks(answers: dict, rezolus_root: Path | None = None) -> list[Hook]:
     """Validate the attach style and tracepoints alone (the questionnaire's middle step)."""
     attach = answers.get("attach", "tp_btf")
     if attach not in ATTACH_STYLES:
-        raise SpecError(f"attach must be one of {', '.join(ATTACH_STYLES)}, not {attach!r}")
-    sigs = vmlinux.signatures(rezolus_root, "x86_64")
-    arm = vmlinux.signatures(rezolus_root, "aarch64")
+        raise SpecError(f"attach must be one of {', '.join(ATTACH_STYLES)}, not {attach!r}", "attach")
+    types = type_indexes(rezolus_root)
+    reserved = reserved_c_names(types)
     tracepoints = _as_list(answers.get("tracepoints"), "tracepoints")
     if not tracepoints:
-        raise SpecError("give at least one tracepoint, for example 'net:netif_receive_skb'")
+        raise SpecError("give at least one tracepoint, for example 'net:netif_receive_skb'", "tracepoints")
     if len(tracepoints) > MAX_TRACEPOINTS:
-        raise SpecError(f"{len(tracepoints)} tracepoints; the limit is {MAX_TRACEPOINTS}")
+        raise SpecError(f"{len(tracepoints)} tracepoints; the limit is {MAX_TRACEPOINTS}", "tracepoints")
     hooks: list[Hook] = []
-    for spec in tracepoints:
-        hook = parse_hook(spec, attach, sigs, arm)
+    for i, spec in enumerate(tracepoints):
+        try:
+            hook = parse_hook(spec, attach, types, reserved)
+        except HookError as err:
+            raise SpecError(str(err), f"tracepoints[{i}]") from None
         if any(h.event == hook.event for h in hooks):
             raise SpecError(
                 f"tracepoint {hook.tracepoint} is listed twice: one consolidated program per "
-                f"hook (principle P3) means every counter at it shares one program"
+                f"hook (principle P3) means every family at it shares one program",
+                f"tracepoints[{i}]",
             )
         hook.programs = programs_for(hook, attach)
         hooks.append(hook)
     return hooks
 
 
-def build(answers: dict, rezolus_root: Path | None = None) -> Sampler:
+def build(answers: Any, rezolus_root: Path | None = None) -> Sampler:
     """Validate `answers` (the questionnaire's keys) and compute the model."""
-    group = check_name(answers.get("group"), "group")
-    sampler = check_name(answers.get("sampler"), "sampler")
-    name = f"{group}_{sampler}"
-    description = check_text(answers.get("description"), "description")
-    attach = answers.get("attach", "tp_btf")  # validated by check_hooks below
+    if not isinstance(answers, dict):
+        raise SpecError(f"the answers must be a mapping of question: answer, not {type(answers).__name__}", "answers")
+    group, sampler, description = check_identity(answers)
     layout = answers.get("layout", "totals")
     if layout not in LAYOUTS:
-        raise SpecError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
-
+        raise SpecError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}", "layout")
+    year = answers.get("copyright_year")
+    if year is not None:
+        check_year(year)
     hooks = {hook.tracepoint: hook for hook in check_hooks(answers, rezolus_root)}
-
-    counters_spec = _as_list(answers.get("counters"), "counters")
-    if not counters_spec:
-        raise SpecError("give at least one counter")
-    counters, increments = [], []
-    for i, spec in enumerate(counters_spec):
-        counter, inc_specs = parse_counter(spec, i)
-        if any(c.name == counter.name for c in counters):
-            raise SpecError(
-                f"counter {counter.name} is declared twice; one family per name, "
-                f"distinguished by labels"
-            )
-        counters.append(counter)
-        for inc in inc_specs:
-            increment = parse_increment(inc, counter, hooks, attach)
-            counter.increments.append(increment)
-            increment.hook.increments.append(increment)
-            increments.append(increment)
-
-    maps = lay_out(counters, name)
-    statics = [slot.static for m in maps for slot in m.slots]
-    too_long = [name for name in statics if len(name) > MAX_STATIC_LEN]
-    if too_long:
-        raise SpecError(
-            f"static name {too_long[0]} is {len(too_long[0])} characters (metric name plus label "
-            f"values); the limit is {MAX_STATIC_LEN}: shorten the metric name or label values"
-        )
-    clash = sorted({s for s in statics if statics.count(s) > 1})
-    reserved = {"BPF_RUN_COUNT", "BPF_RUN_TIME"} | {m.acq_static for m in maps}
-    clash += sorted(set(statics) & reserved)
-    if clash:
-        raise SpecError(
-            f"two label combinations produce the same static name ({', '.join(clash)}); "
-            f"rename a counter or label value"
-        )
-    unused = [h.tracepoint for h in hooks.values() if not h.increments]
+    ctx = _Context(hooks, type_indexes(rezolus_root), answers.get("attach", "tp_btf"))
+    families = parse_families(answers, ctx, ("counters", "histograms"))
+    if not families:
+        raise SpecError("give at least one counter (or histogram) family", "counters")
+    used = {u.hook.tracepoint for f in families for u in f.updates}
+    used |= {t for f in families for u in f.updates if u.latency for t, _, _ in u.latency.start}
+    unused = [t for t in hooks if t not in used]
     if unused:
         raise SpecError(
-            f"tracepoint(s) {', '.join(unused)} have no counter increments; remove them or "
-            f"count something there"
+            f"tracepoint(s) {', '.join(unused)} have no counter increments or histogram records; "
+            f"remove them or count something there",
+            "tracepoints",
         )
-    for hook in hooks.values():
-        emit_hook(hook)
-    return Sampler(group, sampler, description, attach, layout, list(hooks.values()), counters, maps)
+    result = Sampler(
+        group, sampler, description, ctx.attach, layout, list(hooks.values()), families,
+        copyright_year=year,
+    )
+    from rezolus_sampler.emit.layout import lay_out
+    from rezolus_sampler.emit.program import emit_hooks
+
+    lay_out(result, reserved_c_names(ctx.types))
+    emit_hooks(result, reserved_c_names(ctx.types))
+    return result

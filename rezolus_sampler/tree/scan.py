@@ -6,7 +6,7 @@ import platform
 import re
 from pathlib import Path
 
-from rezolus_sampler.spec.model import running_kernel_categories
+from rezolus_sampler.spec.hooks import running_kernel_categories
 from rezolus_sampler.tree.register import is_rezolus_tree  # noqa: F401 (one definition, re-exported)
 
 SAMPLERS = Path("src") / "agent" / "samplers"
