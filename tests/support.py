@@ -149,3 +149,37 @@ def wide_answers() -> dict:
 
 
 CASES = all_cases()
+
+
+TEMPLATE_FILES = ("mod.bpf.c", "mod.rs", "stats.rs", "README.md")
+
+
+def render_files(answers: dict, tree: Path | None = None) -> dict[str, str]:
+    """The sampler's files rendered in-process by the same templates and Jinja globals
+    Copier uses (no Copier run, no registration): for tests that render many specs."""
+    from jinja2 import FileSystemLoader
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from rezolus_sampler.copier_glue import SamplerExtension
+
+    sampler_dir = next(REPO.glob("template/*/agent/samplers/*/linux/*"))
+    env = SandboxedEnvironment(
+        loader=FileSystemLoader(str(sampler_dir)),
+        extensions=[SamplerExtension],
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    context = {"copyright_year": 2026, **answers}
+    context["_copier_conf"] = {"dst_path": str(tree) if tree else "/nonexistent"}
+    return {name: env.get_template(f"{name}.jinja").render(context) for name in TEMPLATE_FILES}
+
+
+def write_sampler(tree: Path, answers: dict) -> Path:
+    """Render `answers` in-process into their sampler directory under `tree`."""
+    directory = sampler_path(tree, answers)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in render_files(answers, tree).items():
+        (directory / name).write_text(text)
+    return directory

@@ -58,6 +58,8 @@ class CType:
     @property
     def kind(self) -> str:
         c = self.code
+        if c[:2] in ("s:", "u:"):
+            return "record"
         if c[0] in "iub":
             return "int"
         if c[0] == "e":

@@ -823,6 +823,11 @@ def check(value: Any, scope: Scope, role: str, what: str) -> Expr:
         if not tree.type.is_integer:
             noun = {"index": "an index", "by": "an amount", "value": "a value", "key": "a key"}[role]
             raise checker.fail(f"{noun} must be an integer, but this is {tree.type.describe()}")
+    if role == "key" and (tree.type.size > 4 or tree.const is not None):
+        raise checker.fail(
+            "a latency key must be a thread or process id: a non-constant integer of at most 32 "
+            "bits (current_thread, or a field such as next->pid)"
+        )
     if role == "by" and tree.const is not None and tree.const <= 0:
         raise checker.fail(
             "an increment must be positive: counters only go up (a negative or zero amount "

@@ -13,6 +13,7 @@ says what is wrong and what is allowed. Nothing here writes files.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -535,6 +536,11 @@ def type_indexes(rezolus_root: Path | None) -> tuple:
 
 def reserved_c_names(types: tuple) -> dict[str, str]:
     """Ordinary C identifiers the included headers already define -> where."""
+    return _reserved_c_names(tuple(index.sha256 for index in types), types)
+
+
+@functools.lru_cache(maxsize=4)
+def _reserved_c_names(shas: tuple, types: tuple) -> dict[str, str]:
     out: dict[str, str] = {}
     for name in vmlinux.libbpf_identifiers():
         out[name] = "the libbpf headers"

@@ -58,9 +58,9 @@ def _unpack(text: str) -> tuple[Member, ...]:
     return tuple(out)
 
 
-@dataclass
+@dataclass(eq=False)
 class TypeIndex:
-    """One header's types. Records are kept packed (one string each) and
+    """One header's types (compared and hashed by identity: one object per header). Records are kept packed (one string each) and
     unpacked on first use: a render touches a handful of the ~10,000."""
 
     sha256: str
@@ -278,6 +278,7 @@ def _bundled() -> dict[str, dict]:
     return {entry["sha256"]: entry for entry in data["indexes"] if entry["format"] == FORMAT}
 
 
+@functools.lru_cache(maxsize=2)
 def bundled_default(arch: str) -> TypeIndex:
     """The bundled index of `arch` (used when no Rezolus tree is at hand)."""
     data = json.loads(gzip.decompress(BUNDLED.read_bytes()))
