@@ -10,6 +10,11 @@ fallback shape `mod stats { mod <sampler> { include!(".../stats.rs"); } }`,
 beside a fake libbpf-cargo skeleton written from its compiled BPF object, so
 a map or program name that the object lacks does not compile.
 
+Rezolus' own hand-written histogram sampler (blockio/requests: `.histogram`,
+`RwLockHistogram` statics, `crate::common::HISTOGRAM_GROUPING_POWER`) is mounted
+unchanged beside the rendered ones, so the shim's histogram API is checked
+against the real thing.
+
 Negative controls prove each check can fail.
 """
 
@@ -30,6 +35,8 @@ SHIM = Path(__file__).resolve().parent / "rust_shim"
 TARGET = SHIM / "target"  # shared and git-ignored, so stub crates build once
 CRATES = ("anyhow", "libbpf-rs", "linkme", "metriken", "tracing")
 TOOLS = ("cargo", "rustc", "clang", "llvm-objdump")
+# hand-written samplers of the snapshot mounted as they are: case -> (group, sampler)
+HAND_WRITTEN = {"hand_blockio_requests": ("blockio", "requests")}
 
 
 @dataclass
@@ -268,6 +275,20 @@ def _misspelled_metric_key(text: str) -> str:
     return text.replace("\n    description = ", "\n    desc = ", 1)
 
 
+def _histogram_given_counter(text: str) -> str:
+    new, n = re.subn(r'(\.histogram\(\s*"\w+"\s*,\s*&)\w+', r"\1BPF_RUN_COUNT", text, count=1)
+    assert n == 1, "no .histogram(...) in mod.rs"
+    return new
+
+
+def _histogram_config(text: str) -> str:
+    new, n = re.subn(
+        r"RwLockHistogram::new\((\w+), 64\)", r"RwLockHistogram::new(\1, 65)", text, count=1
+    )
+    assert n == 1, "no RwLockHistogram::new(.., 64) in stats.rs"
+    return new
+
+
 def _slice_type(text: str) -> str:
     old = "#[distributed_slice(crate::agent::samplers::ACQUISITION_GROUPS)]"
     assert old in text
@@ -297,11 +318,28 @@ NEGATIVE = {
         [r"unknown #\[metric\] argument `desc`"],
     ),
     "slice_element_type": (None, "stats.rs", _slice_type, [r"E0308", r"SamplerEntry"]),
+    "histogram_given_counter": (
+        "histogram",
+        "mod.rs",
+        _histogram_given_counter,
+        [r"E0308", r"expected `&RwLockHistogram`, found `&LazyCounter`"],
+    ),
+    "histogram_config": (
+        "histogram",
+        "stats.rs",
+        _histogram_config,
+        [r"E0080", r"invalid histogram config"],
+    ),
 }
 
 
-def case_layout(case: str) -> str:
-    return CASES[case].get("layout", "totals")
+def case_fits(case: str, sampler: "Sampler", need: str | None) -> bool:
+    """Whether a case can carry a negative control that needs `need`."""
+    if need is None:
+        return True
+    if need == "histogram":
+        return ".histogram(" in (sampler.dir / "mod.rs").read_text()
+    return case in CASES and CASES[case].get("layout", "totals") == need
 
 
 @pytest.fixture(scope="module")
@@ -312,6 +350,10 @@ def typecheck(rendered, tmp_path_factory):
     if missing:
         pytest.skip(f"needs {', '.join(missing)} on PATH")
     tree, dirs = rendered
+    dirs = dict(dirs) | {
+        case: tree / "src" / "agent" / "samplers" / group / "linux" / name
+        for case, (group, name) in HAND_WRITTEN.items()
+    }
     work = tmp_path_factory.mktemp("rust_typecheck")
     samplers: dict[str, Sampler] = {}
     for case, sampler_dir in dirs.items():
@@ -326,7 +368,7 @@ def typecheck(rendered, tmp_path_factory):
     write_package(work / "ok", "typecheck-ok", list(samplers.values()))
     negatives = {}
     for neg, (layout, file, edit, _) in NEGATIVE.items():
-        case = next(c for c in sorted(samplers) if layout is None or case_layout(c) == layout)
+        case = next(c for c in sorted(samplers) if case_fits(c, samplers[c], layout))
         src = samplers[case]
         copy = work / "neg_src" / neg / src.group / "linux" / src.name
         copy.mkdir(parents=True)
@@ -363,7 +405,22 @@ def test_rendered_samplers_typecheck(typecheck):
         + rendered_text(errors.get("typecheck_ok", []))
         + ok.stderr[-4000:]
     )
-    assert len(typecheck["samplers"]) == len(CASES)
+    assert len(typecheck["samplers"]) == len(CASES) + len(HAND_WRITTEN)
+
+
+def test_hand_written_histogram_sampler_typechecks(typecheck):
+    """The shim compiles Rezolus' own `.histogram` registrations and
+    `RwLockHistogram` statics unchanged (the generated ones follow them)."""
+    ok = typecheck["ok"]
+    mounted = [typecheck["samplers"][case] for case in HAND_WRITTEN]
+    assert all(".histogram(" in (s.dir / "mod.rs").read_text() for s in mounted)
+    assert all("RwLockHistogram::new(" in (s.dir / "stats.rs").read_text() for s in mounted)
+    inside = [
+        m["rendered"]
+        for m in errors_by_crate(ok.stdout).get("typecheck_ok", [])
+        if any(Path(sp["file_name"]).is_relative_to(s.dir) for s in mounted for sp in m["spans"])
+    ]
+    assert ok.returncode == 0 and not inside, "\n".join(inside) or ok.stderr[-3000:]
 
 
 @pytest.mark.parametrize("neg", sorted(NEGATIVE))

@@ -195,8 +195,10 @@ def _libbpf() -> ctypes.CDLL:
         _sig("bpf_link__destroy", c_int, _vp)
         _sig("bpf_map__fd", c_int, _vp)
         _sig("bpf_map_lookup_elem", c_int, c_int, _vp, _vp)
+        _sig("bpf_map_update_elem", c_int, c_int, _vp, _vp, ctypes.c_uint64)
         _sig("bpf_obj_get_info_by_fd", c_int, c_int, _vp, ctypes.POINTER(ctypes.c_uint32))
         _sig("bpf_prog_load", c_int, c_uint, c_char_p, c_char_p, _vp, c_size_t, _vp)
+        _sig("bpf_prog_test_run_opts", c_int, c_int, _vp)
         _lib.libbpf_set_print(_print_cb_ref)
         return _lib
 
@@ -292,6 +294,29 @@ class _BpfMapInfo(ctypes.Structure):
     ]
 
 
+class _BpfTestRunOpts(ctypes.Structure):
+    """libbpf's ``struct bpf_test_run_opts`` (bpf.h, libbpf >= 0.7)."""
+
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("data_in", ctypes.c_void_p),
+        ("data_out", ctypes.c_void_p),
+        ("data_size_in", _u32),
+        ("data_size_out", _u32),
+        ("ctx_in", ctypes.c_void_p),
+        ("ctx_out", ctypes.c_void_p),
+        ("ctx_size_in", _u32),
+        ("ctx_size_out", _u32),
+        ("retval", _u32),
+        ("repeat", ctypes.c_int),
+        ("duration", _u32),
+        ("flags", _u32),
+        ("cpu", _u32),
+        ("batch_size", _u32),
+    ]
+
+
+assert ctypes.sizeof(_BpfTestRunOpts) == 80, ctypes.sizeof(_BpfTestRunOpts)  # LP64
 assert ctypes.sizeof(_BpfProgInfo) == 232, ctypes.sizeof(_BpfProgInfo)
 assert _BpfProgInfo.run_time_ns.offset == 192 and _BpfProgInfo.verified_insns.offset == 216
 assert ctypes.sizeof(_BpfMapInfo) == 88, ctypes.sizeof(_BpfMapInfo)
@@ -531,6 +556,23 @@ class BpfObject:
             map_flags=info.map_flags,
         )
 
+    def test_run(self, name: str, ctx: bytes) -> int:
+        """Run a loaded program once with ``BPF_PROG_TEST_RUN`` on the context
+        bytes ``ctx`` and return its return value (u32).  For program types the
+        kernel can run on demand, e.g. ``SEC("syscall")``, whose context is
+        these bytes."""
+        buf = ctypes.create_string_buffer(ctx, len(ctx))
+        opts = _BpfTestRunOpts(
+            sz=ctypes.sizeof(_BpfTestRunOpts),
+            ctx_in=ctypes.cast(buf, _vp),
+            ctx_size_in=len(ctx),
+        )
+        rc = self._lib.bpf_prog_test_run_opts(self.prog_fd(name), ctypes.byref(opts))
+        if rc != 0:
+            err = -rc if rc < 0 else ctypes.get_errno()
+            raise BpfError(f"test run of {name!r} failed: {os.strerror(err)}")
+        return opts.retval
+
     def lookup_u64(self, name: str, key: int) -> int | None:
         """Value of ``key`` (u32) in a map with u64 values, or None if absent."""
         k = ctypes.c_uint32(key)
@@ -542,6 +584,15 @@ class BpfObject:
                 return None
             raise BpfError(f"lookup in {name!r} failed: {os.strerror(err)}")
         return v.value
+
+    def update_u64(self, name: str, key: int, value: int) -> None:
+        """Set ``key`` (u32) of a map with u64 values (``BPF_ANY``), as a Rezolus
+        ``.map(name, values)`` registration fills a lookup table."""
+        k, v = ctypes.c_uint32(key), ctypes.c_uint64(value)
+        rc = self._lib.bpf_map_update_elem(self.map_fd(name), ctypes.byref(k), ctypes.byref(v), 0)
+        if rc != 0:
+            err = -rc if rc < 0 else ctypes.get_errno()
+            raise BpfError(f"update of {name!r}[{key}] failed: {os.strerror(err)}")
 
     # -- teardown -----------------------------------------------------------
     def close(self) -> None:

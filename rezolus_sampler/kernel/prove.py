@@ -6,10 +6,13 @@
 Compiles ``mod.bpf.c`` with Rezolus' flags, loads it the way the generated
 ``mod.rs`` does (same twin selection, read from the rendered ``mod.rs`` text),
 attaches every program, runs a workload and reads every counters map through
-mmap with the stride Rezolus' reader uses.  Prints each series' delta and,
-per program, verifier/xlated instruction counts, run count and ns per event
-from kernel BPF stats.  ``--write-doc`` stores those figures in the sampler's
-``README.md`` between the measured-cost markers.
+mmap with the stride Rezolus' reader uses, and every histogram map with the
+bucket count its ``RwLockHistogram`` static implies.  Prints each series' delta,
+each histogram's count, p50/p90/p99 and max bucket (as the Rust histogram crate
+computes them, ``kernel/histogram.py``) and, per program, verifier/xlated
+instruction counts, run count and ns per event from kernel BPF stats.
+``--write-doc`` stores those figures in the sampler's ``README.md`` between the
+measured-cost markers.
 
 Exit status: 0 proven, 1 the sampler is wrong (compile, verifier, layout,
 twins, workload failure), 2 usage, 77 cannot prove here (not root, BPF
@@ -39,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from rezolus_sampler.kernel import bpf
+from rezolus_sampler.kernel.histogram import Config, HistogramConfigError, quantiles
 from rezolus_sampler.tree.register import _atomic_write
 from rezolus_sampler.tree.register import is_rezolus_tree
 
@@ -49,6 +53,7 @@ BTF_PATH = Path("/sys/kernel/btf/vmlinux")
 ARCHES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
 SYS_GETPPID = {"x86_64": 110, "aarch64": 173}
 NOT_LABELS = {"unit", "acq_group", "sampler"}
+PERCENTILES = (0.5, 0.9, 0.99)  # reported per histogram, as the crate computes them
 
 
 class ProveError(Exception):
@@ -73,6 +78,7 @@ class Series:
     static: str
     metric: str
     labels: dict[str, str]
+    acq_group: str | None = None
 
     @property
     def key(self) -> str:
@@ -94,6 +100,17 @@ class CounterMap:
 
 
 @dataclasses.dataclass(frozen=True)
+class HistogramMap:
+    """One ``.histogram("<map>", &<STATIC>, &<GROUP>)`` registration and the
+    ``RwLockHistogram::new(grouping_power, max_value_power)`` of its static."""
+
+    map: str
+    static: str
+    group: str  # the AcquisitionGroup static
+    config: Config
+
+
+@dataclasses.dataclass(frozen=True)
 class Sampler:
     dir: Path
     root: Path
@@ -102,6 +119,9 @@ class Sampler:
     series: dict[str, Series]
     twins: tuple[list[str], list[str]] | None  # (disabled with BTF, disabled without)
     categories: list[str]
+    histograms: list[HistogramMap] = dataclasses.field(default_factory=list)
+    userspace_maps: list[str] = dataclasses.field(default_factory=list)  # .map("<name>", ...)
+    group_problems: list[str] = dataclasses.field(default_factory=list)
 
 
 def _strip_line_comments(text: str) -> str:
@@ -117,6 +137,16 @@ _TWINS = re.compile(
 )
 _METRIC = re.compile(r'#\[metric\(((?:[^"()]|"(?:[^"\\]|\\.)*")*)\)\]\s*pub\s+static\s+(\w+)\s*:')
 _KV = re.compile(r'(\w+)\s*=\s*"((?:[^"\\]|\\.)*)"')
+_HIST_REG = re.compile(r'\.histogram\(\s*"(\w+)"\s*,\s*&\s*(\w+)\s*,\s*&\s*(\w+)\s*,?\s*\)')
+_COUNTER_GROUP = re.compile(r'\.(?:counters|cpu_counters)\(\s*"\w+"\s*,\s*\w+\s*,\s*&\s*(\w+)')
+_USER_MAP = re.compile(r'\.map\(\s*"(\w+)"')
+_HIST_STATIC = re.compile(
+    r"pub\s+static\s+(\w+)\s*:\s*RwLockHistogram\s*=\s*"
+    r"RwLockHistogram::new\(\s*([\w:]+)\s*,\s*([\w:]+)\s*,?\s*\)"
+)
+_ACQ_GROUP = re.compile(
+    r"static\s+(\w+)\s*:\s*AcquisitionGroup\s*=\s*AcquisitionGroup::new\((.*?)\)\s*;", re.S
+)
 _DOC_HOOK = re.compile(r"^//! \* `(\w+):\w+", re.M)
 _SEC_CATEGORY = re.compile(r'SEC\("tracepoint/(\w+)/\w+"\)')
 
@@ -134,6 +164,82 @@ def parse_counter_maps(mod_rs: str) -> list[CounterMap]:
             )
         maps.append(CounterMap(map_name, vector, kind == "cpu_counters", vectors[vector]))
     return maps
+
+
+def parse_histogram_maps(mod_rs: str) -> list[tuple[str, str, str]]:
+    """(map, histogram static, acquisition group static) of every ``.histogram`` call."""
+    return _HIST_REG.findall(_strip_line_comments(mod_rs))
+
+
+def _u8_constant(name: str, sources: list[str]) -> int | None:
+    """The value of ``static|const NAME: u8 = N;`` in the first source declaring it."""
+    pattern = re.compile(rf"(?:static|const)\s+{re.escape(name)}\s*:\s*u8\s*=\s*(\d+)(?:u8)?\s*;")
+    for text in sources:
+        match = pattern.search(_strip_line_comments(text))
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def parse_histogram_statics(stats_rs: str, common_rs: str = "") -> dict[str, Config]:
+    """Static -> histogram config from ``RwLockHistogram::new(a, b)``; a and b are
+    integer literals or u8 statics/consts of stats.rs or crate::common (Rezolus'
+    ``HISTOGRAM_GROUPING_POWER``, ``static LATENCY_HISTOGRAM_MAX: u8 = 64``)."""
+    sources = [stats_rs, common_rs]
+    found = {}
+    for static, *args in _HIST_STATIC.findall(_strip_line_comments(stats_rs)):
+        values = []
+        for arg in args:
+            literal = re.fullmatch(r"(\d+)(?:u8)?", arg)
+            value = int(literal.group(1)) if literal else _u8_constant(arg.split("::")[-1], sources)
+            if value is None:
+                raise ProveError(
+                    f"stats.rs: cannot resolve {arg} in RwLockHistogram::new({', '.join(args)}) "
+                    f"of {static} (not a literal or a u8 static/const of stats.rs or "
+                    f"src/common/mod.rs)"
+                )
+            values.append(value)
+        try:
+            found[static] = Config(*values)
+        except HistogramConfigError as e:
+            raise ProveError(f"stats.rs: {static}: RwLockHistogram::new{tuple(values)}: {e}") from e
+    return found
+
+
+def parse_acquisition_groups(stats_rs: str) -> dict[str, str]:
+    """AcquisitionGroup static -> its name (the last string literal of ``new(..)``)."""
+    groups = {}
+    for static, body in _ACQ_GROUP.findall(_strip_line_comments(stats_rs)):
+        literals = re.findall(r'"((?:[^"\\]|\\.)*)"', body)
+        if literals:
+            groups[static] = literals[-1]
+    return groups
+
+
+def histogram_group_problems(
+    histograms: list[HistogramMap], series: dict[str, Series], mod_rs: str, stats_rs: str
+) -> list[str]:
+    """Rezolus' acquisition-group rules for histograms (builder.rs ``histogram``): each
+    static's ``acq_group`` metadata names the group it is registered with; a group
+    is shared only by label instances of one family and never by a counters map."""
+    names = parse_acquisition_groups(stats_rs)
+    counter_groups = set(_COUNTER_GROUP.findall(_strip_line_comments(mod_rs)))
+    problems, families = [], {}
+    for h in histograms:
+        tagged = series[h.static].acq_group
+        declared = names.get(h.group)
+        if declared is not None and tagged != declared:
+            problems.append(
+                f"{h.static} is registered with {h.group} (\"{declared}\") but its metadata "
+                f"says acq_group = {tagged!r}"
+            )
+        if h.group in counter_groups:
+            problems.append(f"{h.group} brackets histogram map {h.map} and a counters map")
+        families.setdefault(h.group, set()).add(series[h.static].metric)
+    for group, metrics in families.items():
+        if len(metrics) > 1:
+            problems.append(f"{group} is shared by histogram families {', '.join(sorted(metrics))}")
+    return problems
 
 
 def parse_twins(mod_rs: str) -> tuple[list[str], list[str]] | None:
@@ -157,10 +263,9 @@ def parse_metrics(stats_rs: str) -> dict[str, Series]:
     for body, static in _METRIC.findall(stats_rs):
         fields = dict(_KV.findall(re.sub(r"metadata\s*=\s*\{.*?\}", "", body, flags=re.S)))
         meta = re.search(r"metadata\s*=\s*\{(.*?)\}", body, re.S)
-        labels = {
-            k: v for k, v in _KV.findall(meta.group(1) if meta else "") if k not in NOT_LABELS
-        }
-        found[static] = Series(static, fields.get("name", "?"), labels)
+        metadata = dict(_KV.findall(meta.group(1) if meta else ""))
+        labels = {k: v for k, v in metadata.items() if k not in NOT_LABELS}
+        found[static] = Series(static, fields.get("name", "?"), labels, metadata.get("acq_group"))
     return found
 
 
@@ -178,21 +283,44 @@ def read_sampler(directory: Path) -> Sampler:
             raise ProveError(f"{directory} is not a rendered sampler: {name} is missing")
     root = find_root(directory)
     mod_rs = (directory / "mod.rs").read_text()
+    stats_rs = (directory / "stats.rs").read_text()
+    try:
+        common_rs = (root / "src" / "common" / "mod.rs").read_text()
+    except OSError:
+        common_rs = ""
+    configs = parse_histogram_statics(stats_rs, common_rs)
+    histograms = []
+    for map_name, static, group in parse_histogram_maps(mod_rs):
+        if static not in configs:
+            raise ProveError(
+                f"mod.rs registers histogram map {map_name!r} with {static}, but stats.rs "
+                f"declares no `pub static {static}: RwLockHistogram = RwLockHistogram::new(..)`"
+            )
+        histograms.append(HistogramMap(map_name, static, group, configs[static]))
     name_match = re.search(r'const\s+NAME\s*:\s*&str\s*=\s*"(\w+)"', mod_rs)
     categories = _DOC_HOOK.findall(mod_rs) + _SEC_CATEGORY.findall(
         (directory / "mod.bpf.c").read_text()
     )
+    series = parse_metrics(stats_rs)
+    missing = [h.static for h in histograms if h.static not in series]
+    if missing:
+        raise ProveError(f"histogram statics without a #[metric(...)]: {', '.join(missing)}")
     sampler = Sampler(
         dir=directory,
         root=root,
         name=name_match.group(1) if name_match else directory.name,
         maps=parse_counter_maps(mod_rs),
-        series=parse_metrics((directory / "stats.rs").read_text()),
+        series=series,
         twins=parse_twins(mod_rs),
         categories=list(dict.fromkeys(categories)),
+        histograms=histograms,
+        userspace_maps=_USER_MAP.findall(_strip_line_comments(mod_rs)),
+        group_problems=histogram_group_problems(histograms, series, mod_rs, stats_rs),
     )
-    if not sampler.maps:
-        raise ProveError("mod.rs registers no .counters/.cpu_counters map: nothing to prove")
+    if not sampler.maps and not sampler.histograms:
+        raise ProveError(
+            "mod.rs registers no .counters/.cpu_counters/.histogram map: nothing to prove"
+        )
     for m in sampler.maps:
         missing = [s for s in m.statics if s not in sampler.series]
         if missing:
@@ -261,12 +389,25 @@ def _udp(n: int, size: int) -> Iterator[Run]:
         yield run
 
 
+def _backing_dir() -> str:
+    """Where the loop device's file lives: tmpfs when there is one, so the loop
+    device's requests are the workload's only block requests (a file on a disk
+    filesystem would add that disk's requests for the same writes)."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            fields = line.split()
+            if len(fields) > 2 and fields[1] == str(shm) and fields[2] == "tmpfs":
+                return str(shm)
+    return "/var/tmp"
+
+
 @contextmanager
 def _loop_device(size: int) -> Iterator[str]:
     """A loop device over a fresh sparse file, detached (and the file removed) on exit."""
     if shutil.which("losetup") is None:
         raise CannotProve("block workload needs losetup (util-linux)")
-    with tempfile.TemporaryDirectory(prefix="prove-block-", dir="/var/tmp") as tmp:
+    with tempfile.TemporaryDirectory(prefix="prove-block-", dir=_backing_dir()) as tmp:
         backing = Path(tmp) / "disk.img"
         with open(backing, "wb") as f:
             f.truncate(size)
@@ -292,24 +433,35 @@ def _loop_device(size: int) -> Iterator[str]:
 
 
 @contextmanager
-def _block(n: int, size: int) -> Iterator[Run]:
+def _block(n: int, size: int | list[int]) -> Iterator[Run]:
+    """n writes of each size (one size after the other), never overlapping."""
     import mmap
 
-    if size % 512:
+    sizes = size if isinstance(size, list) else [size]
+    if any(s % 512 for s in sizes):
         raise ProveError("block workload: --size must be a multiple of 512")
-    buf = mmap.mmap(-1, size)  # page-aligned, as O_DIRECT requires
-    buf.write(b"\x5a" * size)
-    with _loop_device(max(n * size, 1 << 20)) as device:
+    buf = mmap.mmap(-1, max(sizes))  # page-aligned, as O_DIRECT requires
+    buf.write(b"\x5a" * max(sizes))
+    with _loop_device(max(n * sum(sizes), 1 << 20)) as device:
         fd = os.open(device, os.O_WRONLY | os.O_DIRECT | os.O_SYNC)
         try:
 
             def run() -> str:
-                for i in range(n):
-                    if os.pwrite(fd, buf, i * size) != size:
-                        raise ProveError("block workload: short write")
+                offset = 0
+                for s in sizes:
+                    chunk = memoryview(buf)[:s]
+                    try:
+                        for _ in range(n):
+                            if os.pwrite(fd, chunk, offset) != s:
+                                raise ProveError("block workload: short write")
+                            offset += s
+                    finally:
+                        chunk.release()
+                each = " and ".join(f"{s} B" for s in sizes)
                 return (
-                    f"{n} direct (O_DIRECT|O_SYNC) writes of {size} B to {device}, a loop "
-                    f"device (set up and torn down outside the measurement)"
+                    f"{n} direct (O_DIRECT|O_SYNC) writes {'each ' if len(sizes) > 1 else ''}"
+                    f"of {each} to {device}, a loop device over a file in "
+                    f"{_backing_dir()} (set up and torn down outside the measurement)"
                 )
 
             yield run
@@ -371,18 +523,20 @@ def default_workload(categories: list[str]) -> str | None:
 class Workload:
     name: str
     count: int | None
-    size: int | None
+    size: int | list[int] | None  # a list: the block workload writes count of each
     description: str = ""
     seconds: float = 0.0
 
 
 def workload_for(
-    name: str | None, command: str | None, count: int | None, size: int | None
+    name: str | None, command: str | None, count: int | None, size: int | list[int] | None
 ) -> tuple[Workload, Any]:
     """The workload's record and its context manager (setup/teardown outside the measurement)."""
     if command is not None:
         return Workload("command", None, None), _command(command)
     assert name is not None
+    if isinstance(size, list) and name != "block":
+        raise UsageError(f"the {name} workload takes one --size; only block writes several")
     factory, default_count, default_size = WORKLOADS[name]
     n = default_count if count is None else count
     s = default_size if size is None else size
@@ -476,6 +630,54 @@ def _open_reader(
 
 
 @dataclasses.dataclass
+class HistogramReader:
+    spec: HistogramMap
+    max_entries: int
+    values: int  # u64 values in the map
+    view: memoryview  # the first config.total_buckets u64, as Rezolus' reader uses them
+
+    def snapshot(self) -> list[int]:
+        return list(self.view)
+
+    def close(self) -> None:
+        mm = self.view.obj
+        self.view.release()
+        mm.close()
+
+
+def _open_histogram(
+    obj: bpf.BpfObject, spec: HistogramMap, errors: list[str]
+) -> HistogramReader | None:
+    """mmap one histogram map after checking it holds the buckets its static implies.
+    Rezolus' reader (src/agent/bpf/histogram.rs) maps whole pages and copies the
+    first ``config().total_buckets()`` u64 without looking at the map's size."""
+    try:
+        info = obj.map_info(spec.map)
+    except bpf.BpfError as e:
+        errors.append(str(e).splitlines()[0])
+        return None
+    if not info.mmapable or info.value_size % 8 or info.type != bpf.BPF_MAP_TYPE_ARRAY:
+        errors.append(
+            f"histogram map {spec.map}: not an mmapable u64 ARRAY (type {info.type}, "
+            f"value {info.value_size} B, flags {info.map_flags:#x})"
+        )
+        return None
+    values = info.max_entries * info.value_size // 8
+    buckets = spec.config.total_buckets
+    if values != buckets:
+        errors.append(
+            f"histogram map {spec.map}: Rezolus reads it as {spec.static} = "
+            f"RwLockHistogram::new({spec.config.grouping_power}, "
+            f"{spec.config.max_value_power}), {buckets} buckets, but the map holds "
+            f"{values} u64"
+        )
+        if values < buckets:
+            return None
+    view = bpf.mmap_u64_array(obj.map_fd(spec.map), buckets)
+    return HistogramReader(spec, info.max_entries, values, view)
+
+
+@dataclasses.dataclass
 class Measurement:
     twins: str | None
     disabled: list[str]
@@ -484,6 +686,9 @@ class Measurement:
     readers: list[MapReader]
     before: list[list[list[int]]]
     after: list[list[list[int]]]
+    hist_readers: list[HistogramReader]
+    hist_before: list[list[int]]
+    hist_after: list[list[int]]
     progs_before: dict[str, bpf.ProgInfo]
     progs_after: dict[str, bpf.ProgInfo]
     stats: str
@@ -499,6 +704,7 @@ def measure(
     errors: list[str],
     notes: list[str],
     on_attached: Callable[[list[int]], None] | None,
+    on_loaded: Callable[[bpf.BpfObject], None] | None = None,
 ) -> Measurement:
     """Compile, load (twins as mod.rs picks them), attach, snapshot, run, snapshot.
     Everything is detached and unloaded when this returns or raises."""
@@ -520,6 +726,14 @@ def measure(
         except bpf.BpfError as e:
             raise ProveError(f"the verifier refused the sampler:\n{e}") from e
         loaded = [n for n in obj.program_names() if n not in disabled]
+        for name in sampler.userspace_maps:
+            notes.append(
+                f"mod.rs fills map {name} from userspace (.map); this proof leaves it as the "
+                f"object declares it"
+                + ("" if on_loaded is None else ", unless the caller's on_loaded hook fills it")
+            )
+        if on_loaded:
+            on_loaded(obj)
         try:
             obj.attach_all()
         except bpf.BpfError as e:
@@ -530,20 +744,40 @@ def measure(
             if reader is not None:
                 stack.callback(reader.close)
                 readers.append(reader)
+        hist_readers = []
+        for spec in sampler.histograms:
+            hist = _open_histogram(obj, spec, errors)
+            if hist is not None:
+                stack.callback(hist.close)
+                hist_readers.append(hist)
         stats = stack.enter_context(bpf.bpf_stats_enabled())
         if on_attached:
             on_attached([obj.prog_info(n).id for n in loaded])
         with workload_cm as run:
             progs_before = {n: obj.prog_info(n) for n in loaded}
             before = [r.snapshot() for r in readers]
+            hist_before = [h.snapshot() for h in hist_readers]
             start = time.monotonic()
             work.description = run()
             work.seconds = time.monotonic() - start
             after = [r.snapshot() for r in readers]
+            hist_after = [h.snapshot() for h in hist_readers]
             progs_after = {n: obj.prog_info(n) for n in loaded}
         sections = {n: obj.section_name(n) for n in loaded}
     return Measurement(
-        twins, disabled, loaded, sections, readers, before, after, progs_before, progs_after, stats
+        twins,
+        disabled,
+        loaded,
+        sections,
+        readers,
+        before,
+        after,
+        hist_readers,
+        hist_before,
+        hist_after,
+        progs_before,
+        progs_after,
+        stats,
     )
 
 
@@ -568,6 +802,41 @@ def _counter_rows(sampler: Sampler, m: Measurement) -> list[dict[str, Any]]:
                     "per_cpu": per_cpu,
                 }
             )
+    return rows
+
+
+def _bucket(b: Any) -> dict[str, int] | None:
+    return None if b is None else {"index": b.index, "lower": b.lower, "upper": b.upper}
+
+
+def _histogram_rows(sampler: Sampler, m: Measurement) -> list[dict[str, Any]]:
+    """Per histogram: the workload's delta, its percentiles and max bucket computed
+    as the histogram crate computes them (``kernel/histogram.py``)."""
+    rows = []
+    for reader, before, after in zip(m.hist_readers, m.hist_before, m.hist_after):
+        spec, series = reader.spec, sampler.series[reader.spec.static]
+        delta = [y - x for x, y in zip(before, after)]
+        result = quantiles(spec.config, delta, PERCENTILES)
+        entries = result.entries if result else {}
+        rows.append(
+            {
+                "map": spec.map,
+                "static": spec.static,
+                "metric": series.metric,
+                "labels": series.labels,
+                "key": series.key,
+                "group": spec.group,
+                "grouping_power": spec.config.grouping_power,
+                "max_value_power": spec.config.max_value_power,
+                "buckets": spec.config.total_buckets,
+                "max_entries": reader.max_entries,
+                "relative_error": spec.config.relative_error,
+                "count": sum(delta),
+                **{f"p{round(q * 100)}": _bucket(entries.get(q)) for q in PERCENTILES},
+                "max": _bucket(result.max if result else None),
+                "bucket_deltas": {str(i): d for i, d in enumerate(delta) if d},
+            }
+        )
     return rows
 
 
@@ -597,9 +866,10 @@ def prove(
     workload: str | None = None,
     command: str | None = None,
     count: int | None = None,
-    size: int | None = None,
+    size: int | list[int] | None = None,
     force_raw: bool = False,
     on_attached: Callable[[list[int]], None] | None = None,
+    on_loaded: Callable[[bpf.BpfObject], None] | None = None,
 ) -> dict[str, Any]:
     """Prove the sampler in ``directory``; returns the report (see ``--json``).
     Raises CannotProve (exit 77), ProveError (exit 1) or UsageError (exit 2)."""
@@ -626,7 +896,11 @@ def prove(
     notes: list[str] = []
     cpu_limit = max_cpus(sampler.root)
     ncpus = min(bpf.possible_cpus(), cpu_limit)
-    m = measure(sampler, workload_cm, work, force_raw, ncpus, cpu_limit, errors, notes, on_attached)
+    errors.extend(sampler.group_problems)
+    m = measure(
+        sampler, workload_cm, work, force_raw, ncpus, cpu_limit, errors, notes,
+        on_attached, on_loaded,
+    )
     return {
         "sampler": sampler.name,
         "dir": str(sampler.dir),
@@ -656,6 +930,7 @@ def prove(
         ],
         "workload": dataclasses.asdict(work),
         "counters": _counter_rows(sampler, m),
+        "histograms": _histogram_rows(sampler, m),
         "programs": _program_rows(m),
         "notes": notes,
         "errors": errors,
@@ -678,6 +953,15 @@ def _table(rows: list[list[str]], right: set[int]) -> str:
     return "\n".join(lines)
 
 
+def _range(bucket: dict[str, int] | None) -> str:
+    """A bucket as its inclusive value range."""
+    if bucket is None:
+        return "-"
+    if bucket["lower"] == bucket["upper"]:
+        return str(bucket["lower"])
+    return f"{bucket['lower']}..={bucket['upper']}"
+
+
 def _ns(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
@@ -694,25 +978,49 @@ def format_text(report: dict[str, Any]) -> str:
         f"kernel {report['kernel']} {report['arch']}, BTF {'yes' if report['btf'] else 'no'}, "
         f"{report['possible_cpus']} possible CPUs, twins: {twins}",
         f"workload {work['name']}: {work['description']} in {work['seconds']:.2f} s",
-        "maps: "
-        + "; ".join(
-            f"{m['name']} n={m['n']} W={m['width']} max_entries={m['max_entries']} ({m['layout']})"
-            for m in report["maps"]
-        ),
-        "",
     ]
-    per_cpu = any(c["per_cpu_layout"] for c in report["counters"])
-    rows = [["metric", "delta"] + (["per CPU"] if per_cpu else [])]
-    for c in report["counters"]:
-        row = [c["key"], str(c["delta"])]
-        if per_cpu:
-            row.append(
-                " ".join(f"cpu{i}={v}" for i, v in enumerate(c["per_cpu"]) if v)
-                if c["per_cpu_layout"]
-                else ""
+    if report["maps"]:
+        out.append(
+            "maps: "
+            + "; ".join(
+                f"{m['name']} n={m['n']} W={m['width']} max_entries={m['max_entries']} "
+                f"({m['layout']})"
+                for m in report["maps"]
             )
-        rows.append(row)
-    out += [_table(rows, {1}), ""]
+        )
+    hists = report.get("histograms", [])
+    if hists:
+        h = hists[0]
+        out.append(
+            f"histograms: {len(hists)} maps of RwLockHistogram::new({h['grouping_power']}, "
+            f"{h['max_value_power']}) = {h['buckets']} buckets (relative error "
+            f"{h['relative_error']:.1%}); percentiles of the workload's delta, as the "
+            f"histogram crate computes them"
+            if all(x["buckets"] == h["buckets"] for x in hists)
+            else f"histograms: {len(hists)} maps"
+        )
+    out.append("")
+    if report["counters"]:
+        per_cpu = any(c["per_cpu_layout"] for c in report["counters"])
+        rows = [["metric", "delta"] + (["per CPU"] if per_cpu else [])]
+        for c in report["counters"]:
+            row = [c["key"], str(c["delta"])]
+            if per_cpu:
+                row.append(
+                    " ".join(f"cpu{i}={v}" for i, v in enumerate(c["per_cpu"]) if v)
+                    if c["per_cpu_layout"]
+                    else ""
+                )
+            rows.append(row)
+        out += [_table(rows, {1}), ""]
+    if hists:
+        rows = [["histogram", "count", "p50", "p90", "p99", "max bucket"]]
+        for h in hists:
+            rows.append(
+                [h["key"], str(h["count"])]
+                + [_range(h[k]) for k in ("p50", "p90", "p99", "max")]
+            )
+        out += [_table(rows, {1}), ""]
     rows = [["program", "section", "verified", "xlated", "runs", "ns/event"]]
     for p in report["programs"]:
         rows.append(
@@ -780,6 +1088,12 @@ def write_doc(readme: Path, section: str) -> None:
 # --------------------------------------------------------------------------
 
 
+def size(text: str) -> int | list[int]:
+    """``--size``: one byte count, or several comma-separated."""
+    values = [int(part) for part in text.split(",")]
+    return values[0] if len(values) == 1 else values
+
+
 def _parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -795,7 +1109,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     what.add_argument("--command", help="custom shell command to run as the workload")
     p.add_argument("--count", type=int, help="events the built-in workload generates (N)")
-    p.add_argument("--size", type=int, help="bytes per datagram / write (S)")
+    p.add_argument(
+        "--size",
+        type=size,
+        help="bytes per datagram / write (S); the block workload takes several, "
+        "comma-separated (S1,S2: N writes of each)",
+    )
     p.add_argument(
         "--force-raw", action="store_true", help="load the raw_tp twins even on a BTF kernel"
     )
@@ -814,7 +1133,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, prog: str = "rezolus-sampler prove") -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser(prog).parse_args(argv)
-    if args.count is not None and args.count < 0 or args.size is not None and args.size <= 0:
+    sizes = args.size if isinstance(args.size, list) else [args.size]
+    if args.count is not None and args.count < 0 or any(s is not None and s <= 0 for s in sizes):
         print("error: --count must be >= 0 and --size > 0", file=sys.stderr)
         return EXIT_USAGE
     readme = args.sampler_dir / "README.md"

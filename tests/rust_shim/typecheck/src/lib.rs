@@ -20,6 +20,7 @@ use std::sync::Arc;
 use tracing::debug;
 
 mod agent;
+mod common;
 
 /// Stands in for `main` running `agent::run`: everything a sampler registers
 /// is reachable from here, so the dead-code lint applies to generated code.

@@ -1,9 +1,9 @@
 //! Stand-in for the metriken 0.10 items Rezolus' BPF sampler `stats.rs` names:
-//! `metric`, `Counter`, `LazyCounter`, `CounterGroup` (and the `Metric`
-//! trait the real `#[metric]` requires of a static's type).
+//! `metric`, `Counter`, `LazyCounter`, `CounterGroup`, `RwLockHistogram` (and
+//! the `Metric` trait the real `#[metric]` requires of a static's type).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock};
 
 pub use shim_macros::metric;
 
@@ -64,9 +64,55 @@ impl CounterGroup {
     }
 }
 
+/// metriken 0.10.1's histogram for bulk updates from pre-aggregated buckets (a
+/// BPF map): `const fn new(grouping_power: u8, max_value_power: u8)` builds the
+/// histogram crate's `Config` and panics on parameters `Config::new` refuses, so
+/// in a `static` initializer a bad pair is a compile-time error, as with the real
+/// crate. `update_from` takes exactly `total_buckets()` values.
+pub struct RwLockHistogram {
+    grouping_power: u8,
+    max_value_power: u8,
+    buckets: RwLock<Vec<u64>>,
+}
+
+impl RwLockHistogram {
+    pub const fn new(grouping_power: u8, max_value_power: u8) -> Self {
+        if max_value_power > 64 || grouping_power >= max_value_power {
+            panic!("invalid histogram config");
+        }
+        Self {
+            grouping_power,
+            max_value_power,
+            buckets: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// histogram 1.x `Config::total_buckets`: 2^(g+1) linear buckets, then
+    /// 2^g per power of two up to `max_value_power`.
+    pub fn total_buckets(&self) -> usize {
+        let (g, m) = (self.grouping_power as usize, self.max_value_power as usize);
+        (1 << (g + 1)) + (m - g - 1) * (1 << g)
+    }
+
+    pub fn update_from(&self, data: &[u64]) -> Result<(), HistogramError> {
+        if data.len() != self.total_buckets() {
+            return Err(HistogramError::IncompatibleParameters);
+        }
+        *self.buckets.write().unwrap() = data.to_vec();
+        Ok(())
+    }
+}
+
+/// The `histogram::Error` variant `update_from` returns.
+#[derive(Debug)]
+pub enum HistogramError {
+    IncompatibleParameters,
+}
+
 impl Metric for Counter {}
 impl Metric for LazyCounter {}
 impl Metric for CounterGroup {}
+impl Metric for RwLockHistogram {}
 
 #[doc(hidden)]
 pub mod __private {

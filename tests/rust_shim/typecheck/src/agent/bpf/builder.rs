@@ -9,7 +9,7 @@ use crate::agent::*;
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::OpenObject;
-use metriken::{CounterGroup, LazyCounter};
+use metriken::{CounterGroup, LazyCounter, RwLockHistogram};
 
 use crate::agent::timing::AcquisitionGroup;
 
@@ -41,6 +41,11 @@ pub struct Builder<T: 'static + SkelBuilder<'static>> {
         &'static CounterGroup,
         &'static AcquisitionGroup,
     )>,
+    histograms: Vec<(
+        &'static str,
+        &'static RwLockHistogram,
+        &'static AcquisitionGroup,
+    )>,
     btf_path: Option<String>,
     enabled_programs: Option<HashSet<&'static str>>,
     disabled_programs: Option<HashSet<&'static str>>,
@@ -66,6 +71,7 @@ where
             maps: Vec::new(),
             cpu_counters: Vec::new(),
             packed_counters: Vec::new(),
+            histograms: Vec::new(),
             btf_path: config.general().btf_path().map(|s| s.to_string()),
             enabled_programs: None,
             disabled_programs: None,
@@ -107,6 +113,17 @@ where
             group.bind(counters.len());
             debug!("{} {}", self.name, skel.map(name).name());
         }
+        for (name, histogram, group) in &self.histograms {
+            group.bind(1);
+            let buckets = vec![0; histogram.total_buckets()];
+            debug!(
+                "{} {} -> {} buckets: {:?}",
+                self.name,
+                skel.map(name).name(),
+                buckets.len(),
+                histogram.update_from(&buckets)
+            );
+        }
         for program in self.enabled_programs.iter().flatten() {
             debug!("{} enables {program}", self.name);
         }
@@ -128,6 +145,21 @@ where
         group: &'static AcquisitionGroup,
     ) -> Self {
         self.counters.push((name, counters, group));
+        self
+    }
+
+    /// Rezolus' signature: the BPF map name, its userspace histogram (same
+    /// grouping and max value power as the BPF side), and the acquisition group
+    /// every label instance of the family shares. Unused (and allowed to be)
+    /// in a package whose samplers keep no histogram.
+    #[allow(dead_code)]
+    pub fn histogram(
+        mut self,
+        name: &'static str,
+        histogram: &'static RwLockHistogram,
+        group: &'static AcquisitionGroup,
+    ) -> Self {
+        self.histograms.push((name, histogram, group));
         self
     }
 
