@@ -20,11 +20,16 @@ from jinja2.ext import Extension
 
 from rezolus_sampler.spec import model
 from rezolus_sampler.spec.names import MAX_DESCRIPTION_LEN
+from rezolus_sampler.emit import histogram_c, lines
 from rezolus_sampler.emit.layout import family_macro
 from rezolus_sampler.emit.lines import (
+    c_call,
+    c_function,
     comment,
     fill,
+    rust_chain,
     rust_call,
+    rust_commented_items,
     rust_skeleton_include,
     rust_static,
     rust_str_array,
@@ -122,14 +127,31 @@ def default_counters(context) -> str:
     return _yaml([family])
 
 
+def _prompting(context, step: str) -> bool:
+    """Whether Copier is asking this question now (it raises a traceback, not a
+    message, when a validator refuses an answer it did not prompt for: --defaults,
+    -d/--data-file, recorded answers in `copier update`). Those answers are checked
+    by `sampler_preflight` instead, which refuses with one message."""
+    conf = context.get("_copier_conf") or {}
+    if conf.get("defaults"):
+        return False
+    return step not in (conf.get("data") or {})
+
+
 @pass_context
 def sampler_check(context, step: str) -> str:
+    if not _prompting(context, step):
+        return ""
     answers = _answers(context)
     try:
         if step in ("group", "sampler", "description"):
             model.check_identity({"group": "g", "sampler": "s", "description": "d"} | answers)
         elif step == "copyright_year":
             model.check_year(answers.get("copyright_year"))
+        elif step == "attach":
+            model.check_attach(answers.get("attach"))
+        elif step == "layout":
+            model.check_layout(answers.get("layout"))
         elif step == "tracepoints":
             model.check_hooks(answers, _target(context))
         elif step == "histograms":
@@ -190,7 +212,8 @@ def sampler_preflight(context) -> str:
     try:
         sampler = sampler_model(context)  # the model the templates will render
     except model.SpecError as err:
-        raise _Refusal(f"Refusing to render: {err}") from None
+        field = f" ({err.field})" if err.field else ""
+        raise _Refusal(f"Refusing to render{field}: {err}") from None
     refusal = _overwrite_refusal(context, answers)
     target = _target(context)
     if not refusal and target is not None:
@@ -207,7 +230,7 @@ def sampler_preflight(context) -> str:
         file=sys.stderr,
     )
     warnings = consolidation_warnings(target, sampler) if target else []
-    for warning in warnings + missing_in_running_kernel(sampler):
+    for warning in warnings + missing_in_running_kernel(sampler) + sampler.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return ""
 
@@ -243,9 +266,20 @@ def attach_summary(sampler: model.Sampler) -> str:
     }[sampler.attach]
 
 
+@pass_context
+def c_formatted(context, text: str) -> str:
+    return lines.formatted(text, "c", _target(context))
+
+
+@pass_context
+def rust_formatted(context, text: str) -> str:
+    return lines.formatted(text, "rust", _target(context))
+
+
 class SamplerExtension(Extension):
     def __init__(self, environment):
         super().__init__(environment)
+        environment.filters.update(c_formatted=c_formatted, rust_formatted=rust_formatted)
         environment.globals.update(
             sampler_check=sampler_check,
             sampler_preflight=sampler_preflight,
@@ -254,12 +288,18 @@ class SamplerExtension(Extension):
             attach_summary=attach_summary,
             current_year=datetime.date.today().year,
             fill=fill,
+            c_function=c_function,
+            c_call=c_call,
+            rust_chain=rust_chain,
             comment=comment,
             rust_str_array=rust_str_array,
             rust_skeleton_include=rust_skeleton_include,
             rust_static=rust_static,
             rust_call=rust_call,
+            rust_commented_items=rust_commented_items,
             family_macro=family_macro,
+            histogram_index_c=histogram_c.index_function,
+            histogram_buckets=histogram_c.BUCKETS,
             default_tracepoints=default_tracepoints,
             default_description=default_description,
             default_counters=default_counters,

@@ -19,7 +19,7 @@ from pathlib import Path
 from hypothesis import strategies as st
 
 from rezolus_sampler.spec import expr as E
-from rezolus_sampler.spec import model
+from rezolus_sampler.spec import model, running
 from rezolus_sampler.spec.ctype import CType
 from rezolus_sampler.spec.hooks import TRACEFS_EVENTS, record_differences
 
@@ -77,23 +77,32 @@ def hook_leaves(hook, types=None) -> list[tuple[str, CType]]:
     x86 = types[0]
     leaves: list[tuple[str, CType]] = []
 
-    def members(text: str, record: CType, hops: int) -> None:
+    def members(text: str, record: CType, hops: int, there: str | None) -> None:
         found = x86.members(record) or {}
+        here = running.members(there) if there else {}  # what this kernel can relocate
+        here = here or {}
         for name, m in list(found.items())[:60]:
+            kind = "record" if m.type.is_record else m.type.kind
+            if name not in here or not running.compatible(kind, m.bits, here[name]):
+                continue
+            below = here[name].record
+            if hook.classic and text == "args->" and name in ("ent", "__data"):
+                continue  # the common header: not readable by tracepoint programs
             if m.type.is_integer and (m.bits is None or hops == 1):
                 leaves.append((f"{text}{name}", m.type))
-            elif m.type.is_array and m.type.target.is_integer and m.type.length:
+            elif (m.type.is_array and m.type.target.is_integer and m.type.length
+                  and here[name].length == m.type.length):
                 leaves.append((f"{text}{name}[{m.type.length - 1}]", m.type.target))
             elif m.type.is_record and not text.endswith("."):
-                members(f"{text}{name}.", m.type, hops)
+                members(f"{text}{name}.", m.type, hops, below)
             elif m.type.is_pointer and m.type.target.is_record and hops < 2 and not hook.classic:
-                members(f"{text}{name}->", m.type.target, hops + 1)
+                members(f"{text}{name}->", m.type.target, hops + 1, below)
 
     for name, t in hook.scope_args:
         if t.is_integer:
             leaves.append((name, t))
         elif t.is_pointer and t.target.is_record:
-            members(f"{name}->", t.target, 1)
+            members(f"{name}->", t.target, 1, t.target.code)
     return leaves
 
 
@@ -131,20 +140,42 @@ def expressions(leaves: list[tuple[str, CType]], depth: int = 3) -> st.SearchStr
 def checked_expression(draw, hook, role: str, fallback: str | None = None):
     """An expression the checker accepts for `role` at `hook` (the grammar's refusals
     are covered by test_expression_refusals_name_the_construct)."""
-    leaves = hook_leaves(hook)
+    leaves = [(text, None) for text in checked_leaves(hook, "value")]
     scope = E.Scope(hook.tracepoint, hook.scope_args, hook.classic, model.type_indexes(None),
                     tuple(E.BUILTINS))
     for _ in range(4):
         text = draw(expressions(leaves))
         try:
-            E.check(text, scope, role, role)
-            return text
+            checked = E.check(text, scope, role, role)
         except E.ExprError:
             continue
-    candidates = [t for t, ty in leaves if role not in ("key",) or ty.size <= 4]
+        if role == "index" and checked.const is not None:
+            continue  # a constant index is a fixed label (the model refuses one out of range)
+        return text
     if fallback is not None:
         return fallback
+    candidates = checked_leaves(hook, role)
     return draw(st.sampled_from(candidates)) if candidates else "current_thread"
+
+
+_CHECKED: dict = {}
+
+
+def checked_leaves(hook, role: str) -> list[str]:
+    """The leaves the checker accepts for `role` (on both architectures)."""
+    key = (hook.tracepoint, hook.classic, role)
+    if key not in _CHECKED:
+        scope = E.Scope(hook.tracepoint, hook.scope_args, hook.classic, model.type_indexes(None),
+                        tuple(E.BUILTINS))
+        ok = []
+        for text, _ in hook_leaves(hook):
+            try:
+                E.check(text, scope, role, role)
+                ok.append(text)
+            except E.ExprError:
+                pass
+        _CHECKED[key] = ok
+    return _CHECKED[key]
 
 
 # --------------------------------------------------------------------------

@@ -140,7 +140,28 @@ def all_cases() -> dict[str, dict]:
         for layout in ("totals", "per_cpu"):
             cases[f"matrix_{attach}_{layout}"] = matrix_answers(attach, layout)
     cases["wide_32x8"] = wide_answers()
+    cases["awkward_names"] = awkward_answers()
     return cases
+
+
+def awkward_answers() -> dict:
+    """Names that collide with what the generated code uses, unless it namespaces them:
+    arguments named like generated locals, families named like libbpf macros."""
+    return {
+        "group": "awkward",
+        "sampler": "names",
+        "description": "Names the generator must keep apart from its own",
+        "attach": "tp_btf",
+        "layout": "totals",
+        "tracepoints": ["sched:sched_process_fork(cpu, idx)"],
+        "counters": [
+            {"name": name, "description": f"Family {name}", "labels": {"lane": 4},
+             "increments": [{"at": "sched:sched_process_fork", "index": {"lane": "idx->pid & 3"},
+                             "when": "cpu->pid != 0"}]}
+            for name in ("bpf_map_type_array", "bpf_f_mmapable", "license", "sec", "counters_bank")
+        ],
+        "histograms": [],
+    }
 
 
 def wide_answers() -> dict:

@@ -55,6 +55,23 @@ def tree(tmp_path_factory) -> Path:
     return make_tree(tmp_path_factory.mktemp("properties") / "rezolus")
 
 
+def _layout_misses(spec: dict) -> int:
+    """How many of the sampler's files the layout rules alone leave to the formatters
+    (rendering runs clang-format/rustfmt where installed; this counts what the
+    rules get wrong without them, for the statistics)."""
+    import os
+
+    from support import render_files
+
+    os.environ["REZOLUS_SAMPLER_NO_FORMAT"] = "1"
+    try:
+        files = render_files(spec)
+    finally:
+        del os.environ["REZOLUS_SAMPLER_NO_FORMAT"]
+    formatted = render_files(spec)
+    return sum(files[name] != formatted[name] for name in ("mod.bpf.c", "mod.rs", "stats.rs"))
+
+
 def _check_c(tree: Path, directory: Path) -> list[str]:
     """Problems of one rendered sampler's C: compile (both arches), format, verifier."""
     problems = []
@@ -69,7 +86,11 @@ def _check_c(tree: Path, directory: Path) -> list[str]:
     fmt = subprocess.run(["clang-format", f"--style=file:{tree / '.clang-format'}",
                           str(directory / "mod.bpf.c")], capture_output=True, text=True)
     if fmt.stdout != (directory / "mod.bpf.c").read_text():
-        problems.append("clang-format would change mod.bpf.c")
+        import difflib
+
+        diff = difflib.unified_diff((directory / "mod.bpf.c").read_text().splitlines(),
+                                    fmt.stdout.splitlines(), "rendered", "clang-format", lineterm="")
+        problems.append("clang-format would change mod.bpf.c:\n" + "\n".join(list(diff)[:40]))
     for name in ("mod.rs", "stats.rs"):
         rs = subprocess.run(["rustfmt", "--edition", "2021", "--check", str(directory / name)],
                             capture_output=True, text=True)
@@ -95,13 +116,13 @@ def _check_c(tree: Path, directory: Path) -> list[str]:
     return problems
 
 
-ANCHORS = ("matrix_tp_btf_per_cpu", "blockio_request_sizes")
+ANCHORS = ("default", "matrix_tp_btf_per_cpu", "blockio_request_sizes")
 
 
 def _typecheck(tree: Path, dirs: list[Path], work: Path) -> str:
     """rustc over the batch's mod.rs/stats.rs with the shim (tests/test_rust_typecheck.py).
 
-    Two known samplers join every batch (a per-CPU one and a histogram one) so
+    Three known samplers join every batch (totals, per-CPU, histograms) so
     that every shim API is used: the shim builds with -D warnings, and a batch
     that happens not to use an API would otherwise fail on dead code."""
     import test_rust_typecheck as rt
@@ -133,10 +154,13 @@ def batch(draw):
 def test_generated_samplers_build_compile_format_typecheck_and_load(tree, tmp_path_factory, specs):
     for tool in ("clang", "clang-format", "rustfmt", "cargo", "llvm-objdump"):
         require_tool(tool)
+    from hypothesis import event
+
     dirs = []
     for spec in specs:
         model.build(spec, tree)  # a valid spec is accepted: SpecError here is a bug
         dirs.append(write_sampler(tree, spec))
+        event(f"files the layout rules alone leave to a formatter: {_layout_misses(spec)}")
     with ThreadPoolExecutor(max_workers=2) as pool:
         problems = dict(zip(dirs, pool.map(lambda d: _check_c(tree, d), dirs)))
     bad = {str(d.relative_to(tree)): p for d, p in problems.items() if p}

@@ -21,6 +21,7 @@ from support import (
     tree_snapshot,
 )
 
+from rezolus_sampler.emit import histogram_c
 from rezolus_sampler.kernel import bpf
 
 pytestmark = pytest.mark.skipif(rezolus_dir() is None, reason="no Rezolus checkout")
@@ -169,9 +170,8 @@ def test_histograms_are_wired_as_rezolus_reads_them(rendered):
         if not calls:
             continue
         seen += 1
-        assert "#define HISTOGRAM_BUCKETS HISTOGRAM_BUCKETS_POW_3" in c
-        assert "#define HISTOGRAM_POWER 3" in c
-        assert '#include "../../../agent/bpf/histogram.h"' in c
+        assert "#define HISTOGRAM_BUCKETS 496" in c
+        assert histogram_c.index_function() in c  # the measured, proven index (test_histogram_index)
         assert "use crate::common::HISTOGRAM_GROUPING_POWER;" in stats
         groups_by_family: dict[str, set[str]] = {}
         for map_name, static, group in calls:
@@ -363,3 +363,27 @@ def test_answers_recorded_per_sampler(rendered):
         recorded = load_answers(directory / ".copier-answers.yml")
         for key, value in CASES[case].items():
             assert recorded[key] == value, f"{case}: {key}"
+
+
+def test_layout_rules_alone_are_format_clean(monkeypatch, tmp_path):
+    """Rendering runs the formatters when they are installed; without them the
+    layout rules (emit/lines.py) must still give format-clean files for every case."""
+    require_tool("clang-format")
+    require_tool("rustfmt")
+    from support import render_files
+
+    monkeypatch.setenv("REZOLUS_SAMPLER_NO_FORMAT", "1")
+    style = f"--style=file:{rezolus_dir() / '.clang-format'}"
+    for case, answers in CASES.items():
+        files = render_files(answers, rezolus_dir())
+        c = subprocess.run(["clang-format", style, "--assume-filename=mod.bpf.c"],
+                           input=files["mod.bpf.c"], capture_output=True, text=True, check=True)
+        assert c.stdout == files["mod.bpf.c"], f"{case}: the layout rules leave clang-format work"
+        directory = tmp_path / case
+        directory.mkdir()
+        for name in ("mod.rs", "stats.rs"):
+            (directory / name).write_text(files[name])
+        for name in ("mod.rs", "stats.rs"):
+            rs = subprocess.run(["rustfmt", "--edition", "2021", "--check", str(directory / name)],
+                                capture_output=True, text=True)
+            assert rs.returncode == 0, f"{case}/{name}: {rs.stdout[-2000:]}{rs.stderr[-500:]}"

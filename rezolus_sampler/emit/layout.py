@@ -13,6 +13,7 @@ can never disagree:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ class CounterMap:
     families: list[Family] = field(default_factory=list)
     acq_group: str = ""
     vector: str = ""  # the Rust local holding its statics in mod.rs
+    slot_add: str | None = None  # the bounds-checked add for computed slots, when one is used
 
     @property
     def slots(self) -> list[Slot]:
@@ -90,6 +92,17 @@ class CounterMap:
     @property
     def counters(self) -> list[Family]:
         return self.families
+
+    @property
+    def vector_items(self) -> list[tuple[str, str | None]]:
+        """`&STATIC` per slot, the first of each family noting the family and its slots."""
+        items = []
+        for f in self.families:
+            last = f.base + f.cardinality - 1
+            where = f"slot {f.base}" if last == f.base else f"slots {f.base}..{last}"
+            for i, slot in enumerate(f.slots):
+                items.append((f"&{slot.static}", f"{f.name}: {where}" if i == 0 else None))
+        return items
 
 
 @dataclass
@@ -233,6 +246,7 @@ def _check_names(sampler: Sampler, reserved_c: dict[str, str], reserved_rust: di
     for m in sampler.maps:
         claim_c(m.name, f"map {m.name}", f"{m.families[0].name}.map")
         claim_c(m.width_macro, f"the width macro of map {m.name}", f"{m.families[0].name}.map")
+        claim_c(f"{m.name}_slot_add", f"the slot helper of map {m.name}", f"{m.families[0].name}.map")
         for f in m.families:
             claim_c(family_macro(f), f"the slot macro of {f.name}", f"{f.name}.name")
     for g in sampler.histogram_maps:
@@ -241,8 +255,16 @@ def _check_names(sampler: Sampler, reserved_c: dict[str, str], reserved_rust: di
     for s in sampler.stamp_maps:
         claim_c(s.name, f"the start-time map of {s.family.name}", f"{s.family.name}.name")
     for hook in sampler.hooks:
+        # a program is named after its event (Rezolus' convention) unless that name is
+        # taken (the event bpf_trace_printk vs libbpf's helper): then `<name>_prog`
+        renamed = []
         for p in hook.programs:
-            claim_c(p.name, f"the program of {hook.tracepoint}", "tracepoints")
+            name = p.name
+            while name in c_names or name in reserved_c:
+                name = f"{name}_prog"
+            renamed.append(dataclasses.replace(p, name=name))
+            claim_c(name, f"the program of {hook.tracepoint}", "tracepoints")
+        hook.programs = tuple(renamed)
         if sampler.twins:
             claim_c(f"handle_{hook.event}", f"the handler of {hook.tracepoint}", "tracepoints")
     for hook in sampler.hooks:

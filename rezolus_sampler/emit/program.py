@@ -5,9 +5,12 @@ For every hook this computes, once, what its program does per event:
    an amount, a condition, a histogram value, a latency key). In tp_btf
    twins a value that reads kernel memory is computed in each twin
    program (direct read vs BPF_CORE_READ) and passed to the shared handler;
-2. `barrier_var` on every index local, so the range check clang emits is on
-   the register that indexes (without it clang may test a copy, and the
-   verifier refuses "unbounded memory access");
+2. a computed slot goes through the map's `<map>_slot_add()`, which checks
+   the slot against the bank width right before the access, on a register
+   `barrier_var` makes opaque to clang: the verifier must see the bound on
+   the register that indexes, and clang otherwise tests a copy, or computes
+   `index * stride` before the range check (the verifier then refuses
+   "unbounded memory access" / "max value is outside of the allowed range");
 3. the CPU id and one bank lookup per counters map;
 4. blocks of updates under their guards (a `when`, index ranges, a signed
    amount's sign): relaxed atomic adds into the bank, histogram bucket
@@ -20,10 +23,12 @@ values), never left for the formatter to break.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass, field
 
 from rezolus_sampler.emit.layout import family_macro
-from rezolus_sampler.emit.lines import COLUMNS, assign_call, comment, fill
+from rezolus_sampler.emit.lines import COLUMNS, assign_call, c_call, comment, fill
 from rezolus_sampler.spec import expr as E
 from rezolus_sampler.spec.ctype import CType, c_integer_name, promote
 from rezolus_sampler.spec.hooks import Hook
@@ -40,8 +45,9 @@ class Local:
     name: str
     ctype: str
     expr: E.Expr
-    passed: bool  # computed by each twin and passed to the handler
-    index: bool  # used to index: gets barrier_var
+    passed: bool  # computed by each twin (and passed to the handler, unless a pointer temp)
+    index: bool  # a label index
+    pointer: bool = False  # a pointer read on the way to a value: stays in the twin
     lines: dict[str, list[str]] = field(default_factory=dict)  # variant -> declaration lines
 
     @property
@@ -60,12 +66,12 @@ class HookProgram:
     hook: Hook
     handler: str | None  # twins share `static __always_inline int handle_<event>()`
     locals: list[Local]
-    preamble: list[str]  # after the locals: barriers, cpu id, bank lookups, early return
+    preamble: list[str]  # after the locals: time, cpu id, bank lookups, early return
     blocks: list[Block]
 
     @property
     def passed(self) -> list[Local]:
-        return [loc for loc in self.locals if loc.passed]
+        return [loc for loc in self.locals if loc.passed and not loc.pointer]
 
     @property
     def own(self) -> list[Local]:
@@ -80,7 +86,7 @@ class HookProgram:
 
     def twin_lines(self, variant: str) -> list[str]:
         """What a twin program computes before calling the handler."""
-        return [line for loc in self.passed for line in loc.lines[variant]]
+        return [line for loc in self.locals if loc.passed for line in loc.lines[variant]]
 
     def body(self, variant: str) -> list[str]:
         """The lines of the handler (twins) or of the program itself, indented once."""
@@ -109,40 +115,78 @@ def _c_type(t: CType) -> str:
     return c_integer_name(t) if t.is_integer else "bool"
 
 
-def _split(name: str, ctype: str, tree: E.Node, variant: str, namer: Namer) -> list[str]:
+def _split(name: str, ctype: str, tree: E.Node, variant: str, namer: Namer, base: str = "") -> list[str]:
     """`ctype name = tree;` as lines of at most 100 columns, splitting into typed temporaries."""
     text = E.print_c(tree, variant)
     line = f"{IND}{ctype} {name} = {text};"
     if len(line) <= COLUMNS:
         return [line]
-    children = [c for c in E._children(tree) if c.const is None]
+    if isinstance(tree, (E.Member, E.Subscript, E.Name, E.Call)):
+        return _long_read(name, ctype, tree, variant)  # one read: it cannot be split
+    children = [c for c in E._children(tree) if c.const is None and not isinstance(c, E.Name)]
     parts = [c for c in children if not c.atomic] or children
     if not parts:
-        raise SpecError(
-            f"{E.print_c(tree, 'tracepoint')} becomes {text!r} ({len(text)} characters), too long "
-            f"for one line of Rezolus' 100-column format; shorten the member chain",
-            "expression",
-        )
+        return _long_read(name, ctype, tree, variant)
     part = max(parts, key=lambda c: len(E.print_c(c, variant)))
-    temp = namer.claim(f"{name}_part")
-    temp_type = "bool" if part.type.code == "b1" else c_integer_name(part.type) if part.type.is_integer else None
+    base = base or name
+    temp = namer.claim(f"{base}_part")
+    if part.type.is_pointer:
+        temp_type = _pointer_spelling(part.type)
+    else:
+        temp_type = "bool" if part.type.code == "b1" else c_integer_name(part.type)
     if temp_type is None:
         raise SpecError(f"{E.print_c(tree, 'tracepoint')} is too long to lay out", "expression")
     replaced = _replace(tree, part, E.Name(part.type, temp, boolean=part.boolean))
-    return _split(temp, temp_type, part, variant, namer) + _split(name, ctype, replaced, variant, namer)
+    return _split(temp, temp_type, part, variant, namer, base) + _split(
+        name, ctype, replaced, variant, namer, base
+    )
+
+
+def _long_read(name: str, ctype: str, tree: E.Node, variant: str) -> list[str]:
+    """A single read too long for one line, laid out as clang-format does: a macro call
+    breaks after `=` or between its arguments; a NULL-checked tp_btf read becomes
+    `T x = 0; if (p) { x = read; }`."""
+    text = E.print_c(tree, variant)
+    guarded = re.fullmatch(r"\((\w+) \? (.*) : 0\)", text)
+    if guarded:
+        pointer, read = guarded.groups()
+        if "(" not in read and len(f"{IND * 2}{name} = {read};") > COLUMNS:
+            read = E.print_c(tree, "raw")  # the same read through BPF_CORE_READ can break
+        line = f"{IND * 2}{name} = {read};"
+        inner = [line] if len(line) <= COLUMNS else _assign(f"{IND * 2}{name}", read, IND * 2)
+        return [f"{IND}{ctype} {name} = 0;", f"{IND}if ({pointer}) {{", *inner, f"{IND}}}"]
+    return _assign(f"{IND}{ctype} {name}", text, IND)
+
+
+def _assign(prefix: str, value: str, indent: str) -> list[str]:
+    call = re.fullmatch(r"(\w+)\((.*)\)", value)
+    if call is None:
+        raise SpecError(f"{value} is too long to lay out in 100 columns; shorten it", "expression")
+    macro, inner = call.groups()
+    args = [a.strip() for a in inner.split(",")]
+    return assign_call(prefix, macro, args, indent).split("\n")
+
+
+def _pointer_spelling(t: CType) -> str | None:
+    """`struct sock*` for a pointer to a named struct/union (None: not spellable)."""
+    if not t.is_pointer or not t.target.is_record or "@" in t.target.code:
+        return None
+    kind, name = t.target.code.split(":", 1)
+    # const: the pointer may come from a const member; the reads through it only read
+    return f"const {'struct' if kind == 's' else 'union'} {name}*"
+
+
+def _rebuild(tree: E.Node, change) -> E.Node:
+    """`tree` with `change` applied to each direct child."""
+    kids = {f.name: change(getattr(tree, f.name)) for f in dataclasses.fields(tree)
+            if isinstance(getattr(tree, f.name), E.Node)}
+    return dataclasses.replace(tree, **kids) if kids else tree
 
 
 def _replace(tree: E.Node, old: E.Node, new: E.Node) -> E.Node:
-    import dataclasses
-
     if tree is old:
         return new
-    changes = {}
-    for f in dataclasses.fields(tree):
-        value = getattr(tree, f.name)
-        if isinstance(value, E.Node):
-            changes[f.name] = _replace(value, old, new)
-    return dataclasses.replace(tree, **changes) if changes else tree
+    return _rebuild(tree, lambda child: _replace(child, old, new))
 
 
 class _Values:
@@ -155,8 +199,78 @@ class _Values:
         self.namer = namer
         self.locals: list[Local] = []
         self.by_key: dict[tuple, Local] = {}
+        self.fields: dict[str, str] = {}  # classic: 'args->field' -> its local
+
+    def record_fields(self, expr: E.Expr) -> E.Expr:
+        """Classic tracepoints: every `args->field` read once, into a local of its type.
+
+        The verifier refuses a load through a modified context pointer, and clang,
+        seeing one field read twice (say in both arms of a `?:`), may compute
+        `args + offset` once and load through it. One plain load per field avoids that."""
+        if not self.hook.classic:
+            return expr
+
+        def swap(node: E.Node) -> E.Node:
+            if isinstance(node, (E.Member, E.Subscript)):
+                field = E.print_c(node, "tracepoint")
+                name = self.fields.get(field)
+                if name is None:
+                    base = node.name if isinstance(node, E.Member) else f"{node.base.name}_{node.index}"
+                    name = self.namer.claim(base)
+                    loc = Local(name, _c_type(node.type), E.Expr(field, node, "value"), False, False)
+                    loc.lines = {v: [f"{IND}{loc.ctype} {name} = {field};"] for v in self.variants}
+                    self.locals.append(loc)
+                    self.fields[field] = name
+                return E.Name(node.type, name, boolean=node.boolean)
+            return _rebuild(node, swap)
+
+        return E.Expr(expr.source, swap(expr.tree), expr.role)
+
+    def hoist_pointers(self, expr: E.Expr) -> tuple[E.Expr, list[Local]]:
+        """Chains of several pointer hops that are long, or end in a bit-field, read
+        their last pointer into a local first: `struct sock* sk = BPF_CORE_READ(skb,
+        sk);` then `BPF_CORE_READ_BITFIELD_PROBED(sk, ...)` (the bit-field macro takes
+        one pointer, not a nested read), and every line stays within 100 columns."""
+        temps: list[Local] = []
+
+        def swap(node: E.Node) -> E.Node:
+            node = _rebuild(node, swap)
+            if not isinstance(node, (E.Member, E.Subscript)) or E.hops(node) < 2:
+                return node
+            long = len(E.print_c(node, "btf")) > 60
+            if not (long or (isinstance(node, E.Member) and node.bits is not None)):
+                return node
+            root, accesses = E._chain(node)
+            last = max(i for i, a in enumerate(accesses) if isinstance(a, E.Member) and a.arrow)
+            pointer = accesses[last - 1]  # the access that yields the last pointer
+            spelled = _pointer_spelling(pointer.type)
+            if spelled is None:
+                return node
+            base_expr = E.Expr(E.print_c(pointer, "tracepoint"), pointer, "value")
+            key = ("ptr", E.print_c(pointer, "raw"))
+            found = self.by_key.get(key)
+            if found is None:
+                name = self.namer.claim(pointer.name if isinstance(pointer, E.Member) else "ptr")
+                inner, more = self.hoist_pointers(base_expr)
+                temps.extend(more)
+                found = Local(name, spelled, inner, passed=self.twins, index=False, pointer=True)
+                for variant in self.variants:
+                    found.lines[variant] = _split(name, spelled, inner.tree, variant, self.namer)
+                self.by_key[key] = found
+                temps.append(found)
+            tree = E.Name(pointer.type, found.name, probed=True)
+            for access in accesses[last:]:
+                tree = dataclasses.replace(access, base=tree)
+            return tree
+
+        return E.Expr(expr.source, swap(expr.tree), expr.role), temps
 
     def local(self, expr: E.Expr, preferred: str, ctype: str | None = None, index: bool = False) -> str:
+        expr = self.record_fields(expr)
+        expr, temps = self.hoist_pointers(expr)
+        for temp in temps:
+            if temp not in self.locals:
+                self.locals.append(temp)
         ctype = ctype or expr.local_type
         key = (ctype, E.print_c(expr.tree, "raw"), E.print_c(expr.tree, "btf"))
         found = self.by_key.get(key)
@@ -173,6 +287,7 @@ class _Values:
 
     def value(self, expr: E.Expr, preferred: str) -> str:
         """An amount or value: an argument or constant as is, anything else in a local."""
+        expr = self.record_fields(expr)
         tree = expr.tree
         if tree.const is not None:
             return E.print_c(tree, "raw")
@@ -188,7 +303,7 @@ class _Values:
 def _label_terms(update: Update, values: _Values, guards: list[str]) -> tuple[int, list[str]]:
     """The fixed offset and computed terms of an update's slot within its family.
 
-    Counter slots index memory, so their index locals get `barrier_var`;
+    Counter slots index memory (checked again at the access, `slot_add`);
     histogram label combinations only choose a map."""
     indexes_memory = update.family.kind == "counter"
     family = update.family
@@ -244,10 +359,18 @@ def _counter_block(update: Update, values: _Values, names: dict[str, str]) -> Bl
     ind = IND if not guards else IND * 2
     lines = comment(_comment(update), ind).split("\n")
     lines += fill(f"{ind}{idx} = ", slot_terms, " +", ";").split("\n")
-    lines += fill(
-        f"{ind}__atomic_fetch_add(", [f"&{bank}->slot[{idx}]", amount, "__ATOMIC_RELAXED"], ",", ");"
-    ).split("\n")
+    if terms:  # a computed slot: bounds-checked at the access
+        lines += c_call(ind, slot_add(update.family.map), [bank, idx, amount]).split("\n")
+    else:
+        lines += c_call(
+            ind, "__atomic_fetch_add", [f"&{bank}->slot[{idx}]", amount, "__ATOMIC_RELAXED"]
+        ).split("\n")
     return Block(guards, lines)
+
+
+def slot_add(map_name: str) -> str:
+    """The C helper that adds to a computed slot of `map_name`'s bank."""
+    return f"{map_name}_slot_add"
 
 
 def _histogram_lines(update: Update, values: _Values, maps, value: str, ind: str, guards: list[str], names) -> list[str]:
@@ -256,7 +379,7 @@ def _histogram_lines(update: Update, values: _Values, maps, value: str, ind: str
     lines = comment(_comment(update), ind).split("\n")
     by_slot = {hm.slot.index: hm for hm in maps}
     if not terms:
-        lines += fill(f"{ind}{names['histogram_add']}(", [f"&{by_slot[offset].name}", value], ",", ");").split("\n")
+        lines += c_call(ind, names["histogram_add"], [f"&{by_slot[offset].name}", value]).split("\n")
         return lines
     combo = names["combo"]
     lines += fill(f"{ind}{combo} = ", ([str(offset)] if offset else []) + terms, " +", ";").split("\n")
@@ -264,7 +387,7 @@ def _histogram_lines(update: Update, values: _Values, maps, value: str, ind: str
     for i, slot in enumerate(reachable):
         head = f"{ind}if (" if i == 0 else f"{ind}}} else if ("
         lines.append(f"{head}{combo} == {slot}) {{")
-        lines += fill(f"{ind}{IND}{names['histogram_add']}(", [f"&{by_slot[slot].name}", value], ",", ");").split("\n")
+        lines += c_call(f"{ind}{IND}", names["histogram_add"], [f"&{by_slot[slot].name}", value]).split("\n")
     lines.append(f"{ind}}}")
     return lines
 
@@ -404,14 +527,6 @@ def emit_hook(sampler: Sampler, hook: Hook, file_names: set[str]) -> HookProgram
             merged.append(block)
 
     preamble: list[str] = []
-    barriers = [loc.name for loc in values.locals if loc.index]
-    if barriers:
-        preamble += comment(
-            "barrier_var: the verifier must see each index's range check on the register "
-            "that indexes, not on a copy clang tests instead",
-            IND,
-        ).split("\n")
-        preamble += [f"{IND}barrier_var({name});" for name in barriers]
     if needs_now:
         preamble.append(f"{IND}u64 {names['now']} = bpf_ktime_get_ns();")
     if counters:
@@ -444,7 +559,11 @@ def emit_hooks(sampler: Sampler, reserved_c: dict[str, str]) -> None:
     file_names |= {s.name for s in sampler.stamp_maps}
     file_names |= {p.name for p in sampler.programs} | {f"handle_{h.event}" for h in sampler.hooks}
     file_names |= {"MAX_CPUS", "MAX_PID", "histogram_add", "histogram_index"}
+    file_names |= {slot_add(m.name) for m in sampler.maps}
     file_names -= set(E.BUILTINS)  # builtins are not C names: a local may be called `now`
     sampler.programs_by_hook = {
         hook.tracepoint: emit_hook(sampler, hook, file_names) for hook in sampler.hooks
     }
+    used = "\n".join(line for p in sampler.programs_by_hook.values() for b in p.blocks for line in b.lines)
+    for m in sampler.maps:
+        m.slot_add = slot_add(m.name) if f"{slot_add(m.name)}(" in used else None

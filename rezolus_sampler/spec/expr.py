@@ -134,6 +134,7 @@ class Lit(Node):
 @dataclass(frozen=True)
 class Name(Node):
     name: str
+    probed: bool = False  # a pointer the generator read with BPF_CORE_READ: untrusted in tp_btf
 
     @property
     def atomic(self) -> bool:
@@ -157,6 +158,7 @@ class Member(Node):
     name: str
     arrow: bool
     bits: int | None = None
+    shared: bool = False  # in a union: its bytes may also be a pointer member's
 
     @property
     def atomic(self) -> bool:
@@ -371,9 +373,19 @@ class _Checker:
             record = base.type
         if not record.is_record:
             raise self.fail(f"{_show(base)} does not lead to a struct or union, so has no {name!r}")
+        if self.scope.classic and isinstance(base, Name) and name in ("ent", "__data"):
+            raise self.fail(
+                f"args->{name} is the record's common header / payload, which tracepoint "
+                f"programs may not read; {self.scope.describe_args()}"
+            )
         member = None
         for types in self.scope.types:
-            members = types.members(record)
+            # anonymous records are numbered per header: find this one by its path
+            here = _arch_type(base, types) if types is not self.scope.types[0] else base.type
+            here_record = here.target if arrow and here is not None and here.is_pointer else here
+            if here_record is None or not here_record.is_record:
+                raise self.fail(f"{_show(base)} has another type in the aarch64 vmlinux.h")
+            members = types.members(here_record)
             if members is None:
                 raise self.fail(f"{record.describe()} is only declared in vmlinux.h, not defined")
             found = members.get(name)
@@ -390,7 +402,8 @@ class _Checker:
         assert member is not None
         if base.__class__ is Member and base.bits is not None:  # pragma: no cover - records only
             raise self.fail("a bit-field has no members")
-        return Member(member.type, base, name, arrow, member.bits, boolean=member.type.code == "b1")
+        shared = member.union or record.code.startswith("u:") or getattr(base, "shared", False)
+        return Member(member.type, base, name, arrow, member.bits, shared, boolean=member.type.code == "b1")
 
     def _ArrayRef(self, node: c_ast.ArrayRef) -> Node:
         base = self.check(node.name)
@@ -418,7 +431,7 @@ class _Checker:
             raise self.fail(f"unary '{op}' is refused; {_allowed_hint()}")
         operand = self.check(node.expr)
         if op == "!":
-            self.scalar(operand, "!")
+            self.truth(operand, "!")
             const = None if operand.const is None else int(not operand.const)
             return Unary(INT, op, operand, const=const, boolean=True)
         self.integer(operand, f"unary {op}")
@@ -457,7 +470,7 @@ class _Checker:
 
     def _TernaryOp(self, node: c_ast.TernaryOp) -> Node:
         cond = self.check(node.cond)
-        self.scalar(cond, "?:")
+        self.truth(cond, "?:")
         then, other = self.check(node.iftrue), self.check(node.iffalse)
         self.integer(then, "?:")
         self.integer(other, "?:")
@@ -473,12 +486,7 @@ class _Checker:
         left, right = self.check(node.left), self.check(node.right)
         if op in ("&&", "||"):
             for side in (left, right):
-                self.scalar(side, op)
-                if side.const is not None:
-                    raise self.fail(
-                        f"the constant operand {_show(side)} of '{op}' makes it always true or "
-                        f"always false; remove it"
-                    )
+                self.truth(side, op)
             return Binary(INT, op, left, right, boolean=True)
         if op in ("==", "!=", "<", "<=", ">", ">="):
             return self.comparison(op, left, right)
@@ -519,6 +527,30 @@ class _Checker:
     def scalar(self, node: Node, where: str) -> None:
         if not (node.type.is_integer or node.type.is_pointer):
             raise self.fail(f"'{where}' needs a value, but {_show(node)} is {node.type.describe()}")
+
+    def truth(self, node: Node, where: str) -> None:
+        """A value used as true/false: it must be able to be either (clang warns otherwise)."""
+        self.scalar(node, where)
+        decided = node.const
+        if decided is None and isinstance(node, Cond) and None not in (node.then.const, node.other.const):
+            if bool(node.then.const) == bool(node.other.const):
+                decided = node.then.const
+        if decided is None and isinstance(node, Binary) and node.op in ("|", "&"):
+            consts = [side.const for side in (node.left, node.right) if side.const is not None]
+            if node.op == "|" and any(consts):
+                decided = 1  # clang: "bitwise or with non-zero value always evaluates to true"
+            elif node.op == "&" and 0 in consts:
+                decided = 0
+        if decided is not None:
+            raise self.fail(
+                f"{_show(node)} is always {'true' if decided else 'false'} where '{where}' tests "
+                f"it; remove it or test a value that can change"
+            )
+        if isinstance(node, Binary) and node.op == "<<":
+            raise self.fail(
+                f"'{where}' tests the result of '<<' as true/false; compare it instead: "
+                f"({_show(node)}) != 0"
+            )
 
     def fit(self, value: int, t: CType, shown: str) -> int:
         lo, hi = t.range
@@ -623,6 +655,22 @@ class _Checker:
             raise self.fail(f"{_show(left)} {op} {_show(right)} is always {verdict}")
 
 
+def _arch_type(node: Node, types: TypeIndex) -> CType | None:
+    """The type of a member chain in another architecture's index (anonymous records
+    have per-header numbers, so a chain is followed there by member names)."""
+    if isinstance(node, Member):
+        base = _arch_type(node.base, types)
+        if base is None:
+            return None
+        record = base.target if node.arrow and base.is_pointer else base
+        found = (types.members(record) or {}).get(node.name) if record.is_record else None
+        return None if found is None else found.type
+    if isinstance(node, Subscript):
+        base = _arch_type(node.base, types)
+        return base.target if base is not None and base.is_array else None
+    return node.type
+
+
 def _compare(op: str, a: int, b: int) -> bool:
     return {
         "==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b,
@@ -716,15 +764,27 @@ def print_c(node: Node, variant: str) -> str:
         n = hops(node)
         if n == 0:
             return _direct(root_text, accesses)
-        if variant == "tracepoint" or (variant == "btf" and n == 1):
-            text = _direct(root_text, accesses)
-            if variant == "btf":  # a NULL argument reads as 0, as BPF_CORE_READ does
-                return f"({root_text} ? {text} : 0)"
-            return text
-        parts = _accessor(accesses)
-        if isinstance(node, Member) and node.bits is not None:
-            return f"BPF_CORE_READ_BITFIELD_PROBED({root_text}, {parts[-1]})"
-        return f"BPF_CORE_READ({root_text}, {', '.join(parts)})"
+        # tp_btf reads directly one hop from an argument, unless the member shares its
+        # bytes with others (a union): the verifier may take such a load for the
+        # overlapping pointer member, and then refuses arithmetic on it
+        direct = n == 1 and not any(getattr(a, "shared", False) for a in accesses)
+        direct = direct and not (isinstance(root, Name) and root.probed)
+        if variant == "tracepoint":
+            return _direct(root_text, accesses)
+        if variant == "btf" and direct:
+            read = _direct(root_text, accesses)
+        else:
+            parts = _accessor(accesses)
+            if isinstance(node, Member) and node.bits is not None:
+                read = f"BPF_CORE_READ_BITFIELD_PROBED({root_text}, {parts[-1]})"
+            else:
+                read = f"BPF_CORE_READ({root_text}, {', '.join(parts)})"
+        if variant == "btf":
+            # a tp_btf argument may be NULL (newer kernels mark some so): the verifier
+            # refuses a dereference, or a BPF_CORE_READ's address arithmetic, on it
+            # unchecked. Read as 0 then, as BPF_CORE_READ reads a NULL raw_tp argument.
+            return f"({root_text} ? {read} : 0)"
+        return read
     if isinstance(node, Unary):
         return f"{node.op}{wrap(node.operand)}"
     if isinstance(node, Cast):
@@ -816,9 +876,7 @@ def check(value: Any, scope: Scope, role: str, what: str) -> Expr:
     tree = checker.check(node)
     expr = Expr(text, tree, role)
     if role == "when":
-        checker.scalar(tree, "when")
-        if tree.const is not None:
-            raise checker.fail(f"is always {'true' if tree.const else 'false'}; remove it")
+        checker.truth(tree, "when")
     else:
         if not tree.type.is_integer:
             noun = {"index": "an index", "by": "an amount", "value": "a value", "key": "a key"}[role]
@@ -834,11 +892,8 @@ def check(value: Any, scope: Scope, role: str, what: str) -> Expr:
             "would make the counter go down or count nothing)"
         )
     for n in walk(tree):
-        if isinstance(n, Member) and n.bits is not None and hops(n) > 1:
-            raise checker.fail(
-                f"the bit-field {n.name} is read through a chain of pointers; raw_tp programs "
-                f"read bit-fields only one hop from an argument"
-            )
+        if isinstance(n, (Member, Subscript)) and hops(n) > 9:
+            raise checker.fail("BPF_CORE_READ follows at most 9 pointers; shorten the chain")
         if isinstance(n, (Member, Subscript)) and scope.classic and hops(n) > 1:
             raise checker.fail(
                 "classic tracepoints read their record's fields (args->field); following a "

@@ -12,16 +12,14 @@ the fields an expression reads.
 from __future__ import annotations
 
 import difflib
-import functools
 import os
 import platform
 import re
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rezolus_sampler.spec import running
 from rezolus_sampler.spec.ctype import CType
 from rezolus_sampler.spec.names import C_IMPLICIT, NameError_, check_name
 from rezolus_sampler.spec.vmlinux import TypeIndex, bundled_event_classes
@@ -190,38 +188,6 @@ def classic_struct(category: str, event: str, explicit: str | None, types: TypeI
     )
 
 
-_BTF_STRUCT = re.compile(r"^\[\d+\] STRUCT '(trace_event_raw_\w+)' size=\d+ vlen=\d+$")
-_BTF_MEMBER = re.compile(r"^\t'(\w+)' type_id=\d+ bits_offset=(\d+)")
-
-
-@functools.lru_cache(maxsize=1)
-def running_records() -> dict[str, dict[str, int]] | None:
-    """The running kernel's `trace_event_raw_*` structs: field -> byte offset (bpftool)."""
-    if shutil.which("bpftool") is None or not Path("/sys/kernel/btf/vmlinux").exists():
-        return None
-    try:
-        dump = subprocess.run(
-            ["bpftool", "btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "raw"],
-            capture_output=True, text=True, timeout=30,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    records: dict[str, dict[str, int]] = {}
-    current = None
-    for line in dump.splitlines():
-        m = _BTF_STRUCT.match(line)
-        if m:
-            current = records.setdefault(m.group(1), {})
-            continue
-        if current is not None:
-            f = _BTF_MEMBER.match(line)
-            if f:
-                current[f.group(1)] = int(f.group(2)) // 8
-            else:
-                current = None
-    return records
-
-
 def record_differences(hook: Hook, used: set[str]) -> list[str]:
     """Why reading `used` fields of a classic hook's record would fail on the running kernel.
 
@@ -231,22 +197,22 @@ def record_differences(hook: Hook, used: set[str]) -> list[str]:
     run the fleet's kernel; the user is told now instead of at load.
     """
     fields = tracefs_fields(hook.category, hook.event)
-    records = running_records()
-    if fields is None or records is None or hook.raw_struct is None:
+    if fields is None or hook.raw_struct is None or not running.readable():
         return []
     struct = f"trace_event_raw_{hook.raw_struct}"
     offsets = {f.name: f.offset for f in fields}
-    running = records.get(struct)
-    if running is None:
+    found = running.members(f"s:{struct}")
+    if found is None:
         own = f"trace_event_raw_{hook.event}"
-        extra = f" (it has {own} instead)" if own in records else ""
+        extra = f" (it has {own} instead)" if running.members(f"s:{own}") is not None else ""
         return [
             f"{hook.tracepoint}: the running kernel ({platform.release()}) has no struct {struct}"
             f"{extra}, so CO-RE relocation of args->{', args->'.join(sorted(used))} fails when "
             f"this program loads here; vmlinux.h is older or newer than this kernel"
         ]
     wrong = sorted(
-        n for n in used if offsets.get(n.removeprefix("__data_loc_")) != running.get(n)
+        n for n in used
+        if n not in found or offsets.get(n.removeprefix("__data_loc_")) != found[n].offset
     )
     if not wrong:
         return []
@@ -347,7 +313,8 @@ def parse_hook(spec: Any, attach: str, types: tuple[TypeIndex, TypeIndex], reser
         raise HookError(
             f"{category}:{event} has {len(params)} arguments ({shown}); {len(names)} names were given"
         )
-    avoid = set(reserved) | set(names)
+    # defaults avoid reserved names and the names this hook's functions will have
+    avoid = set(reserved) | set(names) | {event, f"{event}_btf", f"{event}_raw", f"handle_{event}"}
     defaults = _unique([default_arg_name(s, i, avoid) for i, (s, _) in enumerate(params)])
     final = names + defaults[len(names) :]
     for name in final:

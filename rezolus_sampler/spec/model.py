@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import platform
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +24,14 @@ from typing import Any
 from rezolus_sampler.spec import expr as expressions
 from rezolus_sampler.spec import vmlinux
 from rezolus_sampler.spec.expr import Expr, ExprError, Scope
+from rezolus_sampler.spec import running
 from rezolus_sampler.spec.hooks import (
     ATTACH_STYLES,
     Hook,
     HookError,
     parse_hook,
     programs_for,
+    record_differences,
     suggest,
 )
 from rezolus_sampler.spec.names import (
@@ -38,6 +41,8 @@ from rezolus_sampler.spec.names import (
     NameError_,
     check_name,
     check_text,
+    rust_module_reserved,
+    rust_static_reserved,
 )
 
 # Shared with Rezolus: `crate::agent::MAX_CPUS`, `MAX_PID` and the 64-byte cacheline.
@@ -526,6 +531,82 @@ def parse_latency(spec: Any, hook: Hook, ctx: _Context, where: str) -> Latency:
     return Latency(tuple(starts), key)
 
 
+def expressions_of(sampler: "Sampler"):
+    """(hook, Expr) for every expression of the sampler."""
+    hooks = {h.tracepoint: h for h in sampler.hooks}
+    for family in sampler.families:
+        for u in family.updates:
+            for e in [*u.index.values(), u.when, u.by, u.value]:
+                if e is not None:
+                    yield u.hook, e
+            if u.latency is not None:
+                yield u.hook, u.latency.key
+                for tracepoint, key, when in u.latency.start:
+                    yield hooks[tracepoint], key
+                    if when is not None:
+                        yield hooks[tracepoint], when
+
+
+def _chain_steps(node) -> tuple[str, list]:
+    """The root record and (member, subscript, kind, bits) steps of a member chain."""
+    root, accesses = expressions._chain(node)
+    steps = []
+    for access in accesses:
+        if isinstance(access, expressions.Subscript):
+            name, kind, bits = steps.pop()[0], "array", None
+            steps.append((name, access.index, kind, bits))
+        else:
+            kind = "record" if access.type.is_record else access.type.kind
+            steps.append((access.name, None, kind, access.bits))
+    first = accesses[0]
+    base = root.type.target if first.arrow else root.type
+    return base.code, steps
+
+
+def kernel_warnings(sampler: "Sampler") -> list[str]:
+    """What the running kernel's BTF lacks of what the expressions read (not refused:
+    the build host need not run the fleet's kernel; the program would not load here)."""
+    if not running.readable():
+        return []
+    problems: set[str] = set()
+    classic: dict[str, set[str]] = {}
+    for hook, e in expressions_of(sampler):
+        for node in expressions.walk(e.tree):
+            if not isinstance(node, (expressions.Member, expressions.Subscript)):
+                continue
+            if isinstance(node.base, (expressions.Member, expressions.Subscript)):
+                continue  # checked as part of the longest chain
+            if hook.classic and isinstance(node, expressions.Member) and isinstance(node.base, expressions.Name):
+                classic.setdefault(hook.tracepoint, set()).add(node.name)
+        for node in _outermost_chains(e.tree):
+            if hook.classic:
+                continue
+            root, steps = _chain_steps(node)
+            problem = running.chain_problem(root, steps)
+            if problem:
+                problems.add(f"{expressions.print_c(node, 'tracepoint')} ({problem})")
+    out = []
+    for hook in sampler.hooks:
+        if hook.tracepoint in classic:
+            out += record_differences(hook, classic[hook.tracepoint])
+    for problem in sorted(problems):
+        out.append(
+            f"the running kernel ({platform.release()}) cannot relocate {problem}: vmlinux.h is "
+            f"older or newer than this kernel, and the program fails CO-RE relocation when "
+            f"loaded here"
+        )
+    return out
+
+
+def _outermost_chains(tree):
+    """Member chains not inside a longer chain."""
+    if isinstance(tree, (expressions.Member, expressions.Subscript)):
+        yield tree
+        return
+    for child in expressions._children(tree):
+        yield from _outermost_chains(child)
+
+
 # --------------------------------------------------------------------------
 # entry points
 
@@ -557,9 +638,24 @@ def _reserved_c_names(shas: tuple, types: tuple) -> dict[str, str]:
 
 
 def check_year(year: Any) -> int:
+    """A year (an int, or its digits as text: Copier's answer is text)."""
+    if isinstance(year, str) and year.strip().isdigit():
+        year = int(year)
     if isinstance(year, bool) or not isinstance(year, int) or not 1970 <= year <= 9999:
         raise SpecError(f"copyright_year must be a year such as 2026, not {year!r}", "copyright_year")
     return year
+
+
+def check_attach(attach: Any) -> str:
+    if attach not in ATTACH_STYLES:
+        raise SpecError(f"attach must be one of {', '.join(ATTACH_STYLES)}, not {attach!r}", "attach")
+    return attach
+
+
+def check_layout(layout: Any) -> str:
+    if layout not in LAYOUTS:
+        raise SpecError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}", "layout")
+    return layout
 
 
 def parse_families(answers: dict, ctx: _Context, keys: tuple[str, ...]) -> list[Family]:
@@ -592,9 +688,7 @@ def check_histograms(answers: dict, rezolus_root: Path | None = None) -> list[Fa
 
 def check_hooks(answers: dict, rezolus_root: Path | None = None) -> list[Hook]:
     """Validate the attach style and tracepoints alone (the questionnaire's middle step)."""
-    attach = answers.get("attach", "tp_btf")
-    if attach not in ATTACH_STYLES:
-        raise SpecError(f"attach must be one of {', '.join(ATTACH_STYLES)}, not {attach!r}", "attach")
+    attach = check_attach(answers.get("attach", "tp_btf"))
     types = type_indexes(rezolus_root)
     reserved = reserved_c_names(types)
     tracepoints = _as_list(answers.get("tracepoints"), "tracepoints")
@@ -624,12 +718,19 @@ def build(answers: Any, rezolus_root: Path | None = None) -> Sampler:
     if not isinstance(answers, dict):
         raise SpecError(f"the answers must be a mapping of question: answer, not {type(answers).__name__}", "answers")
     group, sampler, description = check_identity(answers)
-    layout = answers.get("layout", "totals")
-    if layout not in LAYOUTS:
-        raise SpecError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}", "layout")
+    modules = rust_module_reserved(rezolus_root, group)
+    for what, value in (("group", group), ("sampler", sampler)):
+        where = modules[what].get(value)
+        if where:
+            raise SpecError(
+                f"{what} {value!r} would be a Rust module named like {where}, which then "
+                f"cannot be named by path there; choose another name",
+                what,
+            )
+    layout = check_layout(answers.get("layout", "totals"))
     year = answers.get("copyright_year")
     if year is not None:
-        check_year(year)
+        year = check_year(year)
     hooks = {hook.tracepoint: hook for hook in check_hooks(answers, rezolus_root)}
     ctx = _Context(hooks, type_indexes(rezolus_root), answers.get("attach", "tp_btf"))
     families = parse_families(answers, ctx, ("counters", "histograms"))
@@ -648,9 +749,10 @@ def build(answers: Any, rezolus_root: Path | None = None) -> Sampler:
         group, sampler, description, ctx.attach, layout, list(hooks.values()), families,
         copyright_year=year,
     )
+    result.warnings = kernel_warnings(result)
     from rezolus_sampler.emit.layout import lay_out
     from rezolus_sampler.emit.program import emit_hooks
 
-    lay_out(result, reserved_c_names(ctx.types))
+    lay_out(result, reserved_c_names(ctx.types), rust_static_reserved(rezolus_root))
     emit_hooks(result, reserved_c_names(ctx.types))
     return result

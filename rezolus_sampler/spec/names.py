@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from pathlib import Path
 from typing import Any
 
 SNAKE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
@@ -88,11 +89,6 @@ def check_text(value: Any, what: str, max_len: int = MAX_DESCRIPTION_LEN) -> str
     return " ".join(value.split())
 
 
-def taken(name: str, reserved: dict[str, str]) -> str | None:
-    """Where `name` is already defined, if anywhere (`reserved`: name -> where)."""
-    return reserved.get(name)
-
-
 class Namer:
     """Unique identifiers in one C scope: a preferred name, else the next free variant."""
 
@@ -106,3 +102,75 @@ class Namer:
             name = f"{preferred}{n}" if not preferred[-1].isdigit() else f"{preferred}_{n}"
         self.reserved.add(name)
         return name
+
+
+def _cargo_crates(root: Path) -> set[str]:
+    """Crate names a Rezolus module can refer to by path (its Cargo.toml dependencies)."""
+    try:
+        text = (root / "Cargo.toml").read_text()
+    except OSError:
+        return set()
+    crates, active = set(), False
+    for line in text.splitlines():
+        header = re.match(r"^\s*\[(.*)\]\s*$", line)
+        if header:
+            active = header.group(1).split(".")[-1].endswith("dependencies")
+            continue
+        m = re.match(r"^\s*([A-Za-z0-9_-]+)\s*(?:\.\s*workspace\s*)?=", line)
+        if active and m:
+            crates.add(m.group(1).replace("-", "_"))
+    return crates
+
+
+def _imported(path: Path) -> set[str]:
+    """Names a Rust file brings into scope with `use` (last segments, braces, `as`)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return set()
+    names: set[str] = set()
+    for body in re.findall(r"^\s*(?:pub(?:\([^)]*\))?\s+)?use\s+([^;]+);", text, re.M):
+        for part in re.split(r"[{},]", body):
+            part = part.strip()
+            if not part or part.endswith("::") or part == "*":
+                continue
+            alias = re.search(r"\bas\s+(\w+)$", part)
+            names.add(alias.group(1) if alias else part.split("::")[-1].strip())
+    return names
+
+
+def rust_module_reserved(root: Path | None, group: str) -> dict[str, dict[str, str]]:
+    """Names `mod <group>;` (samplers/mod.rs) and `mod <sampler>;` (<group>/linux/mod.rs)
+    would clash with: crates and `use` imports in scope there -> where they come from."""
+    crates = {c: "a crate (Cargo.toml or the standard library)" for c in RUST_PRELUDE_CRATES}
+    if root is None:
+        return {"group": dict(crates), "sampler": dict(crates)}
+    crates.update({c: "a crate in Rezolus' Cargo.toml" for c in _cargo_crates(root)})
+    samplers = root / "src" / "agent" / "samplers"
+    groups = dict(crates)
+    groups.update({n: "a `use` in src/agent/samplers/mod.rs" for n in _imported(samplers / "mod.rs")})
+    members = dict(crates)
+    linux = samplers / group / "linux" / "mod.rs"
+    members.update({n: f"a `use` in {linux.relative_to(root)}" for n in _imported(linux)})
+    return {"group": groups, "sampler": members}
+
+
+def rust_static_reserved(root: Path | None) -> dict[str, str]:
+    """SCREAMING_CASE names a generated `mod.rs` sees through `use crate::agent::*`
+    (declared or imported in src/agent/mod.rs, and in the crate root it `use`s):
+    a static of the same name would make that name ambiguous."""
+    if root is None:
+        return {}
+    found: dict[str, str] = {}
+    for rel in ("src/agent/mod.rs", "src/main.rs", "src/lib.rs"):
+        path = Path(root) / rel
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        for name in re.findall(r"^\s*(?:pub(?:\([^)]*\))?\s+)?(?:const|static)\s+([A-Z][A-Z0-9_]*)\b", text, re.M):
+            found.setdefault(name, rel)
+        for name in _imported(path):
+            if re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
+                found.setdefault(name, f"a `use` in {rel}")
+    return found

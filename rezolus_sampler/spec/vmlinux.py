@@ -36,7 +36,7 @@ from rezolus_sampler.spec.ctype import BASE_INTEGERS, CType
 
 ARCHES = ("x86_64", "aarch64")
 BUNDLED = Path(__file__).with_name("vmlinux-index.json.gz")
-FORMAT = 3  # bump when the index layout changes: cached indexes are rebuilt
+FORMAT = 4  # bump when the index layout changes: cached indexes are rebuilt
 
 
 @dataclass(frozen=True)
@@ -44,17 +44,22 @@ class Member:
     name: str
     type: CType
     bits: int | None  # bit-field width, else None
+    union: bool = False  # shares its bytes with other members (in a union, maybe anonymous)
 
 
 def _pack(members: tuple[Member, ...]) -> str:
-    return ";".join(f"{m.name} {m.type.code}{'' if m.bits is None else f' {m.bits}'}" for m in members)
+    return ";".join(
+        f"{m.name} {m.type.code} {'-' if m.bits is None else m.bits}{' u' if m.union else ''}"
+        for m in members
+    )
 
 
 def _unpack(text: str) -> tuple[Member, ...]:
     out = []
     for item in text.split(";") if text else ():
         parts = item.split(" ")
-        out.append(Member(parts[0], CType(parts[1]), int(parts[2]) if len(parts) > 2 else None))
+        bits = None if parts[2] == "-" else int(parts[2])
+        out.append(Member(parts[0], CType(parts[1]), bits, len(parts) > 3))
     return tuple(out)
 
 
@@ -187,16 +192,18 @@ class _Builder:
             key = f"{prefix}:@{self.anonymous}"
         else:
             key = f"{prefix}:{node.name}"
+        union = prefix == "u"
         members: list[Member] = []
         for decl in node.decls:
             if decl.name is None and isinstance(decl.type, (c_ast.Struct, c_ast.Union)):
                 inner = self.record(decl.type)  # anonymous member: its fields are ours
-                members.extend(self.records.get(inner, ()))
+                for m in self.records.get(inner, ()):
+                    members.append(Member(m.name, m.type, m.bits, m.union or union))
                 continue
             if decl.name is None:
                 continue
             bits = int(decl.bitsize.value, 0) if decl.bitsize is not None else None
-            members.append(Member(decl.name, CType(self.code(decl.type)), bits))
+            members.append(Member(decl.name, CType(self.code(decl.type)), bits, union))
         self.records[key] = tuple(members)
         return key
 
@@ -330,11 +337,10 @@ def index(rezolus_root: Path | None, arch: str = "x86_64") -> TypeIndex:
 
 
 LIBBPF_HEADERS = ("bpf_helpers.h", "bpf_helper_defs.h", "bpf_core_read.h", "bpf_tracing.h")
-_DEFINED = re.compile(
-    r"^\s*#\s*define\s+(\w+)"  # macros
-    r"|\(\s*\*\s*(?:const\s+)?(\w+)\s*\)\s*\("  # helper function pointers
-    r"|^static\s+[^;=()]*?\b(\w+)\s*\(",  # inline functions
-    re.M,
+_DEFINED = (
+    re.compile(r"^\s*#\s*define\s+(\w+)", re.M),  # macros
+    re.compile(r"\(\s*\*\s*(?:const\s+)?(\w+)\s*\)\s*\("),  # helpers: (*bpf_map_lookup_elem)(...)
+    re.compile(r"^static\s+[^;=()]*?\b(\w+)\s*\(", re.M),  # inline functions
 )
 
 
@@ -343,8 +349,8 @@ def libbpf_names(include: Path = Path("/usr/include/bpf")) -> list[str]:
     names: set[str] = set()
     for header in LIBBPF_HEADERS:
         text = (include / header).read_text(errors="replace")
-        for groups in _DEFINED.findall(text):
-            names.update(g for g in groups if g)
+        for pattern in _DEFINED:
+            names.update(pattern.findall(text))
     return sorted(names)
 
 
