@@ -1,6 +1,7 @@
 """`rezolus-sampler`: the one command in front of the template's tools.
 
     rezolus-sampler prove SAMPLER_DIR ...   compile, load, attach, count, measure
+    rezolus-sampler audit [TREE] ...        check samplers against principles.md (--measure: P14)
 
 Each subcommand keeps its own options (`rezolus-sampler <command> --help`).
 """
@@ -17,8 +18,15 @@ def _prove(argv: list[str]) -> int:
     return prove.main(argv, prog="rezolus-sampler prove")
 
 
+def _audit(argv: list[str]) -> int:
+    from rezolus_sampler.audit import report
+
+    return report.main(argv, prog="rezolus-sampler audit")
+
+
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "prove": (_prove, "compile, load, attach and measure a rendered sampler (root)"),
+    "audit": (_audit, "check every BPF sampler of a Rezolus tree against principles.md"),
 }
 
 

@@ -31,8 +31,8 @@ PARTS = (
 ENFORCEMENT = PARTS[-1]
 CITATION = re.compile(r"`((?:tests|hooks|rezolus_sampler)/[\w/]+\.py)::(\w+)`")
 PRINCIPLE_ID = re.compile(r"\bP\d+\b")
-# Where principle IDs are cited (README.md only once it exists).
-CITING = ("template", "hooks", "rezolus_sampler", "copier.yml", "README.md", "examples")
+# Where principle IDs are cited, including the guidance assistants read (AGENTS.md, skills/).
+CITING = ("template", "hooks", "rezolus_sampler", "copier.yml", "README.md", "examples", "AGENTS.md", "skills")
 TEXT_SUFFIXES = {".py", ".jinja", ".yml", ".yaml", ".md", ".json", ".toml", ".txt", ".c", ".h", ".rs"}
 
 

@@ -476,10 +476,24 @@ class BpfObject:
             )
         self._loaded = True
 
+    def attach(self, name: str) -> None:
+        """Attach one loaded program with ``bpf_program__attach`` (the SEC name
+        picks tp_btf / raw_tp / tracepoint / kprobe).  The link is owned by this
+        object: ``detach_all``/``close`` destroy it."""
+        if not self._loaded:
+            raise BpfError("attach() called before load()")
+        prog = self._prog(name)
+        with _capture_log() as log:
+            ctypes.set_errno(0)
+            link = self._lib.bpf_program__attach(prog)
+        err = _ptr_err(link)
+        if err:
+            raise BpfError(f"attaching {name!r} failed: {os.strerror(err)}\n" + "\n".join(log))
+        self._links.append((name, link))
+
     def attach_all(self) -> list[str]:
-        """Attach every loaded (autoload) program with ``bpf_program__attach``
-        (the SEC name picks tp_btf / raw_tp / tracepoint).  Returns the names
-        attached.  On failure, links made so far are destroyed."""
+        """Attach every loaded (autoload) program (see ``attach``).  Returns the
+        names attached.  On failure, links made so far are destroyed."""
         if not self._loaded:
             raise BpfError("attach_all() called before load()")
         attached: list[str] = []
@@ -488,13 +502,7 @@ class BpfObject:
                 if not self._lib.bpf_program__autoload(prog):
                     continue
                 name = self._lib.bpf_program__name(prog).decode()
-                with _capture_log() as log:
-                    ctypes.set_errno(0)
-                    link = self._lib.bpf_program__attach(prog)
-                err = _ptr_err(link)
-                if err:
-                    raise BpfError(f"attaching {name!r} failed: {os.strerror(err)}\n" + "\n".join(log))
-                self._links.append((name, link))
+                self.attach(name)
                 attached.append(name)
         except BaseException:
             self.detach_all()
