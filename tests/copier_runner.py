@@ -36,9 +36,15 @@ _SERVER = textwrap.dedent(
     import rezolus_sampler.copier_glue  # noqa: F401
     from pathlib import Path
     from rezolus_sampler.spec import vmlinux
-    for tree in sys.argv[2:]:  # parse the trees' vmlinux.h once, as one long process would
-        for arch in vmlinux.ARCHES:
-            vmlinux.signatures(Path(tree), arch)
+    # Read the trees' vmlinux.h once here, as one long process would (whatever the
+    # model's reader is called; without it each run reads them itself).
+    read = getattr(vmlinux, "index", None) or getattr(vmlinux, "signatures", None)
+    for tree in sys.argv[2:]:
+        for arch in getattr(vmlinux, "ARCHES", ("x86_64", "aarch64")):
+            try:
+                read(Path(tree), arch)
+            except Exception:
+                pass
     for line in sys.stdin:
         request = json.loads(line)
         pid = os.fork()

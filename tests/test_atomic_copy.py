@@ -162,7 +162,7 @@ def immutable(env):
     ("src/analysis/extract/context.rs", ()),
     ("config/agent.toml", ()),
     ("src/agent/samplers/scheduler/mod.rs", ()),
-    ("src/agent/samplers/mod.rs", ("--data", "group=widgets")),      # a new group
+    ("src/agent/samplers/mod.rs", ("--data", "group=widgets", "--data", "sampler=gadget")),
     ("src/agent/samplers/scheduler/linux", ()),                        # the rendered directory
 ])
 def test_failure_at_a_target_leaves_the_tree_as_it_was(env, immutable, target, extra):

@@ -200,3 +200,36 @@ def test_update_with_new_answers_equals_a_fresh_copy(released, tmp_path, copier)
 
     got, want = without_commit(snapshot(updated)), without_commit(snapshot(fresh))
     assert got == want, (old, differences(want, got))
+
+
+def test_conflict_check_finds_markers_unmerged_paths_and_rejects(tmp_path):
+    """The after-update check on a checkout inside a bigger repository: an unmerged
+    path (inline conflict), a file with markers only, and a .rej file are named,
+    relative to the Rezolus checkout; a clean tree passes."""
+    from rezolus_sampler.tree.update import conflicts, main
+
+    repo = tmp_path / "repo"
+    root = repo / "rezolus"
+    (root / "s").mkdir(parents=True)
+    for name in ("a.c", "b.c"):
+        (root / "s" / name).write_text("one\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "base")
+    assert conflicts(root) == [] and main(["check", "--root", str(root)]) == 0
+    # a real unmerged path in git's index, as Copier leaves it
+    git(repo, "checkout", "-qb", "other")
+    (root / "s/a.c").write_text("theirs\n")
+    git(repo, "commit", "-qam", "theirs")
+    git(repo, "checkout", "-q", "-")
+    (root / "s/a.c").write_text("ours\n")
+    git(repo, "commit", "-qam", "ours")
+    subprocess.run(GIT + ["merge", "-q", "other"], cwd=repo, capture_output=True)
+    (root / "s/b.c").write_text("<<<<<<< before updating\nx\n=======\ny\n>>>>>>> after updating\n")
+    (root / "s/b.c.rej").write_text("@@ rejected @@\n")
+    assert conflicts(root) == [
+        ("s/a.c", "conflict markers"),
+        ("s/b.c", "conflict markers"),
+        ("s/b.c.rej", "rejected hunks: apply them by hand, then delete the .rej file"),
+    ]
+    assert main(["check", "--root", str(root)]) == 1

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,18 +49,18 @@ def _git(root: Path, *args: str) -> list[str]:
 def conflicts(root: Path) -> list[tuple[str, str]]:
     """(path, what) for every file the update left unmerged, relative to `root`."""
     found: dict[str, str] = {}
-    for line in _git(root, "ls-files", "-u", "-z"):
+    for line in _git(root, "ls-files", "-u", "-z"):  # paths relative to `root`
         for entry in line.split("\0"):
             if "\t" in entry:
                 found[entry.split("\t", 1)[1]] = "conflict markers"
-    for line in _git(root, "status", "--porcelain", "--untracked-files=all", "--ignored"):
-        path = line[3:]
+    top = (_git(root, "rev-parse", "--show-toplevel") or [str(root)])[0]
+    for line in _git(root, "status", "--porcelain", "--untracked-files=all", "--ignored", "--", "."):
+        path = os.path.relpath(Path(top) / line[3:], root)  # porcelain: relative to the top
         if line[:2] in ("??", "!!") and path.endswith(".rej"):
             found[path] = "rejected hunks: apply them by hand, then delete the .rej file"
-    for line in _git(root, "diff", "--name-only"):
-        file = root / line
+    for line in _git(root, "diff", "--name-only", "--relative"):
         try:
-            lines = {raw.rstrip() for raw in file.read_bytes().splitlines()}
+            lines = {raw.rstrip() for raw in (root / line).read_bytes().splitlines()}
         except OSError:
             continue
         if any(marker in lines for marker in MARKERS):
