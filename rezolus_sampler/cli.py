@@ -2,6 +2,8 @@
 
     rezolus-sampler prove SAMPLER_DIR ...   compile, load, attach, count, measure
     rezolus-sampler audit [TREE] ...        check samplers against principles.md (--measure: P14)
+    rezolus-sampler remove SAMPLER          remove a generated sampler and its registration
+    rezolus-sampler recover [ROOT]          finish rolling back an interrupted copy or removal
 
 Each subcommand keeps its own options (`rezolus-sampler <command> --help`).
 """
@@ -24,9 +26,40 @@ def _audit(argv: list[str]) -> int:
     return report.main(argv, prog="rezolus-sampler audit")
 
 
+def _remove(argv: list[str]) -> int:
+    from rezolus_sampler.tree import remove
+
+    return remove.main(argv, prog="rezolus-sampler remove")
+
+
+def _recover(argv: list[str]) -> int:
+    import argparse
+
+    from rezolus_sampler.tree.journal import JOURNAL, recover
+
+    ap = argparse.ArgumentParser(
+        prog="rezolus-sampler recover",
+        description=f"Roll back the operation a killed copy, update or removal left in "
+        f"{JOURNAL} at the root of the tree.",
+    )
+    ap.add_argument("root", nargs="?", default=".", help="the Rezolus checkout (default: .)")
+    root = ap.parse_args(argv).root
+    note = recover(root)
+    if note.startswith("rolled back"):
+        print(f"rezolus-sampler: {note}")
+        return 0
+    if note:
+        print(f"rezolus-sampler: {note}", file=sys.stderr)
+        return 1
+    print(f"rezolus-sampler: nothing to recover in {root}")
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "prove": (_prove, "compile, load, attach and measure a rendered sampler (root)"),
     "audit": (_audit, "check every BPF sampler of a Rezolus tree against principles.md"),
+    "remove": (_remove, "remove a generated sampler and everything its registration added"),
+    "recover": (_recover, "finish rolling back an interrupted copy, update or removal"),
 }
 
 

@@ -3,13 +3,17 @@
 Templates and `copier.yml` call these; they hold no logic of their own beyond
 collecting answers from the render context and handing them to `model.build`.
 - `sampler_check(step)`: a question's validator ('' when valid);
-- `sampler_preflight()`: rendered by `_message_before_copy`/`_update`, before
-  Copier writes anything: refuses invalid answers and unconsented overwrites;
+- `sampler_preflight()`: the first path Copier renders, before it writes
+  anything: refuses invalid answers, the wrong destination and unconsented
+  overwrites, then begins the rollback journal of the copy (`tree/guard.py`);
+- `sampler_destination()`: 'tree', or 'scratch' for the temporary copies
+  `copier update` renders (the registration task runs only in the tree);
 - `sampler_model()`: the `model.Sampler` the templates lay out.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import sys
@@ -34,7 +38,9 @@ from rezolus_sampler.emit.lines import (
     rust_static,
     rust_str_array,
 )
-from rezolus_sampler.tree.register import Registration, RegistrationError, plan
+from rezolus_sampler.tree import destination, guard
+from rezolus_sampler.tree.journal import JournalError, recover
+from rezolus_sampler.tree.register import Registration, RegistrationError, plan, tree_refusal
 from rezolus_sampler.tree.scan import (
     consolidation_warnings,
     is_rezolus_tree,
@@ -163,6 +169,11 @@ def sampler_check(context, step: str) -> str:
     return ""
 
 
+@pass_context
+def sampler_destination(context) -> str:
+    return "scratch" if destination.is_scratch_copy(context) else "tree"
+
+
 def _overwrite_refusal(context, answers: dict) -> str:
     """An existing sampler directory needs --overwrite (`copier update` always sets it)."""
     conf = context.get("_copier_conf") or {}
@@ -184,13 +195,24 @@ def _overwrite_refusal(context, answers: dict) -> str:
     )
 
 
-def _registration_refusal(target: Path, sampler: model.Sampler) -> str:
+def _registration_refusal(target: Path, sampler: model.Sampler, previous: str | None) -> str:
     """Dry-run the registration so a tree it cannot edit is refused before rendering."""
     try:
-        plan(target, Registration.of(sampler))
+        plan(target, Registration.of(sampler), previous)
     except RegistrationError as err:
         return f"cannot register {sampler.name}: {err}"
     return ""
+
+
+def _tree_checks(dst: Path) -> None:
+    """The destination of a copy or update is the root of a Rezolus checkout; an
+    operation killed there earlier is rolled back first."""
+    refusal = tree_refusal(dst)
+    if refusal:
+        raise _Refusal(f"Refusing to render: {refusal}")
+    note = recover(dst, own_is_stale=True)
+    if note:
+        print(f"rezolus-sampler: {note}", file=sys.stderr)
 
 
 @pass_context
@@ -209,16 +231,30 @@ def sampler_preflight(context) -> str:
     done = context.environment.__dict__.setdefault("_sampler_preflight", set())
     if key in done:
         return ""
+    conf = context.get("_copier_conf") or {}
+    scratch = destination.is_scratch_copy(context)
+    dst = Path(str(conf["dst_path"])).absolute()
+    if not scratch:
+        _tree_checks(dst)
     try:
         sampler = sampler_model(context)  # the model the templates will render
     except model.SpecError as err:
         field = f" ({err.field})" if err.field else ""
         raise _Refusal(f"Refusing to render{field}: {err}") from None
     refusal = _overwrite_refusal(context, answers)
-    target = _target(context)
+    target = None if scratch else dst
+    previous_text = destination.previous_answers(context, dst, answers) if target else None
+    previous = destination.description_of(previous_text)
     if not refusal and target is not None:
-        refusal = "; ".join(metric_collisions(target, sampler)) or _registration_refusal(
-            target, sampler
+        refusal = (
+            destination.rename_refusal(context, target, answers)
+            or "; ".join(metric_collisions(target, sampler))
+            or _registration_refusal(target, sampler, previous)
+        )
+    if not refusal and target is not None and conf.get("skip_tasks"):
+        refusal = (
+            "--skip-tasks would leave the sampler unregistered; the registration task "
+            "is part of the copy"
         )
     if refusal:
         raise _Refusal(f"Refusing to render: {refusal}")
@@ -232,6 +268,18 @@ def sampler_preflight(context) -> str:
     warnings = consolidation_warnings(target, sampler) if target else []
     for warning in warnings + missing_in_running_kernel(sampler) + sampler.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if target is not None and not conf.get("pretend"):
+        try:
+            guard.begin(
+                target,
+                destination.operation(context) or "copy",
+                sampler.name,
+                sampler_dir(target, sampler.group, sampler.sampler),
+                dataclasses.asdict(Registration.of(sampler)),
+                previous_text,
+            )
+        except JournalError as err:
+            raise _Refusal(f"Refusing to render: {err}") from None
     return ""
 
 
@@ -285,6 +333,7 @@ class SamplerExtension(Extension):
             sampler_preflight=sampler_preflight,
             sampler_model=sampler_model,
             sampler_shared_hooks=sampler_shared_hooks,
+            sampler_destination=sampler_destination,
             attach_summary=attach_summary,
             current_year=datetime.date.today().year,
             fill=fill,

@@ -294,14 +294,49 @@ def test_golden_json_stays_valid(rezolus: Path, group: str, sampler: str) -> Non
     assert golden_doc(rezolus)["context"]["coverage"]["subsystems_absent"] == absent
 
 
+def rows_of(root: Path, name: str) -> tuple[str, ...]:
+    rows = tuple_items(const_array(context_text(root), "METRIC_SAMPLERS"))
+    return tuple(metric for metric, sampler in rows if sampler == name)
+
+
 def test_already_registered_real_samplers_are_noops(rezolus: Path) -> None:
     before = tree_bytes(rezolus)
     # scheduler_runqueue is also in golden's subsystems_present
-    assert plan(rezolus, Registration("scheduler", "runqueue", "x", ("scheduler_runqueue_wait",))) == {}
+    runqueue = rows_of(rezolus, "scheduler_runqueue") + ("scheduler_runqueue_wait",)
+    assert plan(rezolus, Registration("scheduler", "runqueue", "x", runqueue)) == {}
     # tcp_bytes already has its METRIC_SAMPLERS row
-    assert plan(rezolus, Registration("tcp", "traffic", "x", ("tcp_bytes", "tcp_packets"))) == {}
-    assert apply(rezolus, Registration("cpu", "usage", "x", ("cgroup_cpu_usage",))) == []
+    assert plan(rezolus, Registration("tcp", "traffic", "x", rows_of(rezolus, "tcp_traffic"))) == {}
+    assert apply(rezolus, Registration("cpu", "usage", "x", rows_of(rezolus, "cpu_usage"))) == []
     assert tree_bytes(rezolus) == before
+
+
+def test_reregistration_drops_rows_the_metrics_no_longer_need(rezolus: Path) -> None:
+    """Registration reconciles: a renamed or removed unprefixed metric loses its
+    METRIC_SAMPLERS row, so the text equals a first registration of the new metrics."""
+    fresh = rezolus.parent / "fresh"
+    shutil.copytree(rezolus, fresh)
+    old = Registration("network", "foo", "d", ("netfoo_bytes", "netfoo_drops", "network_foo_x"))
+    new = Registration("network", "foo", "d", ("netfoo_octets", "network_foo_x"))
+    apply(rezolus, old)
+    assert rows_of(rezolus, "network_foo") == ("netfoo_bytes", "netfoo_drops")
+    apply(rezolus, new)
+    assert rows_of(rezolus, "network_foo") == ("netfoo_octets",)
+    apply(fresh, new)
+    assert tree_bytes(rezolus) == tree_bytes(fresh)
+
+
+def test_description_change_follows_only_the_registered_comment(rezolus: Path) -> None:
+    apply(rezolus, NETFOO)
+    renamed = Registration("network", "foo", "Counts foo frames", NETFOO.metric_names)
+    # without the previous description the comment is not known to be ours
+    assert plan(rezolus, renamed) == {}
+    changes = plan(rezolus, renamed, previous_description=NETFOO.description)
+    assert list(changes) == [rezolus / "config/agent.toml"]
+    assert "# Counts foo frames\n[samplers.network_foo]\n" in changes[rezolus / "config/agent.toml"]
+    # a comment edited by hand is the user's: left alone
+    toml = rezolus / "config/agent.toml"
+    toml.write_text(toml.read_text().replace(f"# {NETFOO.description}", "# mine"))
+    assert plan(rezolus, renamed, previous_description=NETFOO.description) == {}
 
 
 def test_bpf_run_metrics_and_longer_prefix(rezolus: Path) -> None:
@@ -381,13 +416,30 @@ def test_missing_agent_toml_raises(rezolus: Path) -> None:
     assert tree_bytes(rezolus) == before
 
 
-def test_partial_checkout_skips_analysis_files(rezolus: Path, capsys) -> None:
-    (rezolus / "src/analysis/extract/context.rs").unlink()
-    (rezolus / "src/analysis/extract/golden.rs").unlink()
-    changed = apply(rezolus, NETFOO)
-    assert len(changed) == 4
-    err = capsys.readouterr().err
-    assert "context.rs not found" in err and "golden.rs not found" in err
+@pytest.mark.parametrize(
+    "damage,named",
+    [
+        (("src/analysis/extract/context.rs", None), "context.rs does not exist"),
+        (("src/analysis/extract/golden.rs", None), "golden.rs does not exist"),
+        (("src/analysis/extract/context.rs", "BPF_SAMPLERS"), "BPF_SAMPLERS"),
+        (("src/analysis/extract/context.rs", "METRIC_SAMPLERS"), "METRIC_SAMPLERS"),
+        (("src/analysis/extract/golden.rs", "subsystems_absent"), "subsystems_absent"),
+        (("build.rs", "SOURCES"), "SOURCES"),
+    ],
+)
+def test_missing_registration_anchor_is_refused(rezolus: Path, damage, named) -> None:
+    """Every file and list a sampler is registered in is required (no partial
+    registration): the refusal names what was looked for."""
+    rel, anchor = damage
+    path = rezolus / rel
+    if anchor is None:
+        path.unlink()
+    else:
+        path.write_text(path.read_text().replace(anchor, anchor.lower() + "_renamed"))
+    before = tree_bytes(rezolus)
+    with pytest.raises(RegistrationError, match=named):
+        apply(rezolus, NETFOO)
+    assert tree_bytes(rezolus) == before
 
 
 @pytest.mark.parametrize(
@@ -424,24 +476,29 @@ def test_bad_input_via_cli(rezolus: Path, capsys) -> None:
 
 
 @pytest.mark.parametrize("reg", [NETFOO, GADGET], ids=["existing-group", "new-group"])
-def test_atomic_rollback(rezolus: Path, monkeypatch, reg: Registration) -> None:
+def test_atomic_rollback_at_every_write(rezolus: Path, monkeypatch, reg: Registration) -> None:
+    """A write that fails at any point (journal or target file) leaves every file
+    and directory as it was, and no temporary file or journal behind."""
     before = tree_bytes(rezolus)
     dirs_before = tree_dirs(rezolus)
     real_replace = os.replace
-    calls = {"n": 0}
+    n_writes = len(plan(rezolus, reg)) + 2  # + the journal's two saves
+    for fail_at in range(1, n_writes + 1):
+        calls = {"n": 0}
 
-    def flaky_replace(src, dst):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise OSError("simulated disk failure")
-        return real_replace(src, dst)
+        def flaky_replace(src, dst):
+            calls["n"] += 1
+            if calls["n"] == fail_at:
+                raise OSError(1, "simulated disk failure")
+            return real_replace(src, dst)
 
-    monkeypatch.setattr(register.os, "replace", flaky_replace)
-    with pytest.raises(OSError, match="simulated"):
-        apply(rezolus, reg)
-    assert calls["n"] >= 3
-    assert tree_bytes(rezolus) == before  # also: no temp files left behind
-    assert tree_dirs(rezolus) == dirs_before
+        monkeypatch.setattr(register.os, "replace", flaky_replace)
+        with pytest.raises((OSError, RegistrationError), match="simulated"):
+            apply(rezolus, reg)
+        monkeypatch.setattr(register.os, "replace", real_replace)
+        assert tree_bytes(rezolus) == before, fail_at
+        assert tree_dirs(rezolus) == dirs_before, fail_at
+    assert apply(rezolus, reg)  # and the tree still takes the registration
 
 
 def test_file_mode_preserved(rezolus: Path) -> None:
@@ -457,12 +514,24 @@ def test_non_rezolus_dir_cli(tmp_path: Path, capsys) -> None:
     before = tree_bytes(d)
     rc = main(["--root", str(d), "--group", "network", "--sampler", "foo",
                "--description", "d", "--metric", "network_foo_x"])
-    assert rc == 0
-    out = capsys.readouterr().out
-    assert f"register: {d} is not a Rezolus tree (no build.rs SOURCES); nothing to register" in out
+    assert rc == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"rezolus-sampler: registration of network_foo failed: {d} is not the root of a "
+        'Rezolus checkout: no Cargo.toml with [package] name = "rezolus"; no build.rs; '
+        "no src/agent/samplers/mod.rs; nothing was changed"
+    ]
     assert tree_bytes(d) == before
-    with pytest.raises(RegistrationError, match="not a Rezolus tree"):
+    with pytest.raises(RegistrationError, match="not the root of a Rezolus checkout"):
         apply(d, NETFOO)
+
+
+def test_inside_a_tree_names_its_root(rezolus: Path) -> None:
+    assert register.tree_refusal(rezolus) == ""
+    assert register.tree_refusal(rezolus / "src") == (
+        f"{rezolus / 'src'} is inside the Rezolus checkout {rezolus}, not at its root; "
+        f"give {rezolus} as the destination"
+    )
 
 
 def test_answers_file_registers_the_model_sampler(rezolus: Path, tmp_path: Path, capsys) -> None:
@@ -486,8 +555,9 @@ def test_answers_file_registers_the_model_sampler(rezolus: Path, tmp_path: Path,
     assert main(["--root", str(rezolus), "--answers", str(answers.relative_to(rezolus))]) == 1
     assert "snake_case" in capsys.readouterr().err
     assert tree_bytes(rezolus) == before
-    # outside a Rezolus tree the answers are never needed
-    assert main(["--root", str(tmp_path), "--answers", "missing.yml"]) == 0
+    # a missing answers file is named
+    assert main(["--root", str(rezolus), "--answers", "missing.yml"]) == 1
+    assert "cannot read answers" in capsys.readouterr().err
 
 
 def test_cli_end_to_end_as_script(rezolus: Path, tmp_path: Path) -> None:
@@ -500,10 +570,11 @@ def test_cli_end_to_end_as_script(rezolus: Path, tmp_path: Path) -> None:
     # run from an unrelated cwd so the script cannot lean on the project path
     r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    lines = r.stdout.strip().splitlines()
-    assert "register: created src/agent/samplers/widgets/mod.rs" in lines
-    assert "register: updated build.rs" in lines
-    assert len(lines) == 7
+    assert r.stdout.strip().splitlines() == [
+        "register: widgets_gadget registered: updated build.rs, src/agent/samplers/mod.rs, "
+        "config/agent.toml, src/analysis/extract/context.rs, src/analysis/extract/golden.rs; "
+        "created src/agent/samplers/widgets/linux/mod.rs, src/agent/samplers/widgets/mod.rs"
+    ]
     snap = tree_bytes(rezolus)
 
     r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
@@ -516,5 +587,6 @@ def test_cli_end_to_end_as_script(rezolus: Path, tmp_path: Path) -> None:
          "--group", "a", "--sampler", "b"],
         capture_output=True, text=True,
     )
-    assert r.returncode == 0
-    assert "is not a Rezolus tree" in r.stdout
+    assert r.returncode == 1
+    assert "is not the root of a Rezolus checkout" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -1,4 +1,4 @@
-"""Register a newly rendered BPF sampler in a Rezolus checkout.
+"""Register a rendered BPF sampler in a Rezolus checkout, and undo that.
 
 A sampler ``<group>/<sampler>`` rendered by the template is only compiled,
 run and understood by Rezolus once it is listed in a handful of files:
@@ -12,13 +12,17 @@ run and understood by Rezolus once it is listed in a handful of files:
    ``BPF_SAMPLERS`` and ``METRIC_SAMPLERS``;
 6. ``src/analysis/extract/golden.rs`` -- ``subsystems_absent`` in ``GOLDEN``.
 
-Every edit is idempotent.  :func:`plan` computes the new text of every file
-that must change without touching the disk; :func:`apply` writes the whole
-plan atomically per file and rolls every file back if any write fails.
+:func:`plan` computes the new text of every file without touching the disk.
+It reconciles rather than only adds: ``METRIC_SAMPLERS`` rows of this sampler
+that its metrics no longer need go, and the ``agent.toml`` comment follows a
+changed description, so re-registering after ``copier update`` gives the text
+a fresh copy gives. Running it twice changes nothing. :func:`plan_removal` is
+the inverse of a registration (``remove(register(tree)) == tree``). Writes go
+through the rollback journal (:mod:`rezolus_sampler.tree.journal`): all files
+or none.
 
-Usable both as a module (``from rezolus_sampler.tree.register import apply``) and as a
-script (``python hooks/register.py --root DIR --answers FILE``, Copier's task).
-Only the standard library is used.
+Copier's task (``hooks/register.py``) calls :func:`main`; ``rezolus-sampler
+remove`` is :mod:`rezolus_sampler.tree.remove`.
 """
 
 from __future__ import annotations
@@ -27,21 +31,27 @@ import argparse
 import json
 import os
 import re
-import stat
+import signal
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from rezolus_sampler.tree.journal import JOURNAL, Journal, JournalError, atomic_write
 
 __all__ = [
     "Registration",
     "RegistrationError",
     "is_rezolus_tree",
+    "tree_refusal",
     "plan",
+    "plan_removal",
     "apply",
     "main",
     "registration_from_answers",
 ]
+
+# prove.py's --write-doc writes through the same atomic write
+_atomic_write = atomic_write
 
 # --------------------------------------------------------------------------
 # Input
@@ -144,6 +154,7 @@ def registration_from_answers(path: Path, root: Path) -> Registration:
 # --------------------------------------------------------------------------
 
 BUILD_RS = Path("build.rs")
+CARGO_TOML = Path("Cargo.toml")
 SAMPLERS_DIR = Path("src/agent/samplers")
 SAMPLERS_MOD = SAMPLERS_DIR / "mod.rs"
 AGENT_TOML = Path("config/agent.toml")
@@ -151,16 +162,50 @@ CONTEXT_RS = Path("src/analysis/extract/context.rs")
 GOLDEN_RS = Path("src/analysis/extract/golden.rs")
 
 _SOURCES_RE = re.compile(r"\bconst\s+SOURCES\s*:\s*&\s*\[[^=;]*=\s*&\s*\[")
+_PACKAGE_RE = re.compile(r'^\[package\][^\[]*?^name\s*=\s*"rezolus"', re.M | re.S)
+
+
+def _missing_identity(root: Path) -> list[str]:
+    """What the root of a Rezolus checkout has and `root` lacks."""
+    root = Path(root)
+    missing = []
+    try:
+        cargo = (root / CARGO_TOML).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        cargo = ""
+    if not _PACKAGE_RE.search(cargo):
+        missing.append('Cargo.toml with [package] name = "rezolus"')
+    try:
+        build = (root / BUILD_RS).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        build = None
+    if build is None:
+        missing.append("build.rs")
+    elif not _SOURCES_RE.search(build):
+        missing.append("build.rs with `const SOURCES: &[(&str, &str)]`")
+    if not (root / SAMPLERS_MOD).is_file():
+        missing.append(str(SAMPLERS_MOD))
+    return missing
+
+
+def tree_refusal(root: Path) -> str:
+    """'' at the root of a Rezolus checkout, else one line naming what was looked for."""
+    root = Path(root).absolute()
+    missing = _missing_identity(root)
+    if not missing:
+        return ""
+    for parent in root.parents:
+        if not _missing_identity(parent):
+            return (
+                f"{root} is inside the Rezolus checkout {parent}, not at its root; "
+                f"give {parent} as the destination"
+            )
+    return f"{root} is not the root of a Rezolus checkout: no {'; no '.join(missing)}"
 
 
 def is_rezolus_tree(root: Path) -> bool:
-    """True when ``root`` looks like a Rezolus checkout (build.rs with SOURCES)."""
-    build = Path(root) / BUILD_RS
-    try:
-        text = build.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return False
-    return _SOURCES_RE.search(text) is not None
+    """True at the root of a Rezolus checkout (Cargo.toml, build.rs SOURCES, samplers/mod.rs)."""
+    return not _missing_identity(root)
 
 
 # --------------------------------------------------------------------------
@@ -397,6 +442,38 @@ def _insert_array_item(
     return text[:at] + block + trailing + "\n" + text[at:]
 
 
+def _remove_array_item(text: str, const: str, key: tuple[str, ...], file: Path) -> str:
+    """Remove the item `key` of a one-item-per-line Rust array (inverse of
+    `_insert_array_item`: when the item was last without a trailing comma, the
+    comma it gave its predecessor goes too)."""
+    open_idx, close_idx = _find_const_array(text, const, file)
+    items = _array_items(text, open_idx, close_idx)
+    for k, it in enumerate(items):
+        if it.key == key:
+            break
+    else:
+        return text
+    start = _line_start(text, it.start)
+    if text[start : it.start].strip():
+        raise RegistrationError(
+            f"{file}: {const} items are not one per line; remove {key} by hand"
+        )
+    end = _line_end(text, it.comma if it.comma is not None else it.end)
+    text = text[:start] + text[end:]
+    if it.comma is None and k > 0 and items[k - 1].comma is not None:
+        comma = items[k - 1].comma
+        text = text[:comma] + text[comma + 1 :]
+    return text
+
+
+def _remove_mod_line(text: str, name: str) -> str:
+    """Remove the `mod <name>;` line (inverse of `_edit_mod_list`)."""
+    for m in _MOD_DECL_RE.finditer(text):
+        if m.group(1) == name:
+            return text[: m.start()] + text[_line_end(text, m.start()) :]
+    return text
+
+
 def _rust_str_item(value: str):
     return lambda indent: f'{indent}"{value}"'
 
@@ -494,19 +571,16 @@ def _stats_block(reg: Registration, indent: str) -> str:
     )
 
 
-def _edit_group_mod(text: str, reg: Registration, file: Path) -> str:
+def _stats_blocks(text: str, file: Path) -> list[tuple[str, int, int, str]] | None:
+    """The `mod <sampler> { ... }` blocks in the non-Linux `mod stats { ... }`
+    block: (name, line start, index of the closing brace, indent); None when the
+    file has no such stats block."""
     m = _STATS_RE.search(text)
     if not m:
-        raise RegistrationError(
-            f"{file}: cannot find the non-Linux fallback "
-            '`#[cfg(not(target_os = "linux"))] mod stats { ... }` block; '
-            "add one by hand (see blockio/mod.rs) and re-run"
-        )
+        return None
     open_idx = m.end() - 1
     close_idx = _match_close(text, open_idx)
-
-    # Top-level `mod x { ... }` blocks inside the stats block.
-    blocks: list[tuple[str, int, int, str]] = []  # name, line start, end, indent
+    blocks: list[tuple[str, int, int, str]] = []
     i = open_idx + 1
     while i < close_idx:
         c = text[i]
@@ -525,7 +599,17 @@ def _edit_group_mod(text: str, reg: Registration, file: Path) -> str:
             i = end + 1
             continue
         i += 1
+    return blocks
 
+
+def _edit_group_mod(text: str, reg: Registration, file: Path) -> str:
+    blocks = _stats_blocks(text, file)
+    if blocks is None:
+        raise RegistrationError(
+            f"{file}: cannot find the non-Linux fallback "
+            '`#[cfg(not(target_os = "linux"))] mod stats { ... }` block; '
+            "add one by hand (see blockio/mod.rs) and re-run"
+        )
     if any(name == reg.sampler for name, *_ in blocks):
         return text
     if not blocks:
@@ -545,6 +629,24 @@ def _edit_group_mod(text: str, reg: Registration, file: Path) -> str:
     return text[:at] + "\n" + new_block + text[at:]
 
 
+def _remove_group_mod(text: str, sampler: str, file: Path) -> str:
+    """Remove `mod <sampler> { include!(...) }` from the stats block and the one
+    blank line its insertion added (inverse of `_edit_group_mod`)."""
+    blocks = _stats_blocks(text, file) or []
+    for name, start, close, _indent in blocks:
+        if name == sampler:
+            break
+    else:
+        return text
+    end = _line_end(text, close)
+    after = text[end:_line_end(text, end)]
+    if end < len(text) and not after.strip():
+        end = _line_end(text, end)
+    elif start > 0 and not text[_line_start(text, start - 1) : start].strip():
+        start = _line_start(text, start - 1)
+    return text[:start] + text[end:]
+
+
 def _new_group_mod(reg: Registration) -> str:
     return (
         '#[cfg(target_os = "linux")]\n'
@@ -558,13 +660,29 @@ def _new_group_mod(reg: Registration) -> str:
 _TOML_SAMPLER_HDR_RE = re.compile(r"^[ \t]*\[samplers\.([A-Za-z0-9_\-]+)\][ \t]*(?:#.*)?$", re.M)
 
 
-def _edit_agent_toml(text: str, reg: Registration) -> str:
+def _toml_header(text: str, name: str) -> re.Match | None:
+    return re.search(rf"^[ \t]*\[samplers\.{re.escape(name)}\][ \t]*(?:#.*)?$", text, re.M)
+
+
+def _edit_agent_toml(text: str, reg: Registration, previous: str | None = None) -> str:
+    """Add `# <description>` + `[samplers.<name>]`; when the section exists and its
+    comment is the `previous` description this sampler was registered with, the
+    comment follows the new description."""
     name = reg.name
-    present = re.compile(
-        rf"^[ \t]*#?[ \t]*\[samplers\.{re.escape(name)}\][ \t]*(?:#.*)?$", re.M
-    )
-    if present.search(text):
-        return text
+    header = _toml_header(text, name)
+    if header:
+        if previous is None or previous == reg.description:
+            return text
+        above = _line_start(text, header.start())
+        if above == 0:
+            return text
+        line_at = _line_start(text, above - 1)
+        if text[line_at:above] != f"# {previous}\n":
+            return text  # the comment was edited by hand: it is the user's now
+        new_line = f"# {reg.description}\n" if reg.description.strip() else ""
+        return text[:line_at] + new_line + text[above:]
+    if re.search(rf"^[ \t]*#[ \t]*\[samplers\.{re.escape(name)}\]", text, re.M):
+        return text  # commented out by hand: the user's choice
     block = (f"# {reg.description}\n" if reg.description.strip() else "") + (
         f"[samplers.{name}]\n"
     )
@@ -580,33 +698,49 @@ def _edit_agent_toml(text: str, reg: Registration) -> str:
                 else:
                     break
             return text[:at] + block + "\n" + text[at:]
-    # Append after everything else.
-    stripped = text.rstrip("\n")
-    sep = "\n\n" if stripped else ""
-    return stripped + sep + block
+    # Append after everything else, one blank line apart.
+    if not text:
+        return block
+    return text + ("\n" if text.endswith("\n") else "\n\n") + block
 
 
-def _edit_context_rs(text: str, reg: Registration, file: Path) -> str:
+def _remove_agent_toml(text: str, name: str) -> str:
+    """Remove `[samplers.<name>]` with its comment block and keys (inverse of the edit)."""
+    header = _toml_header(text, name)
+    if not header:
+        return text
+    start = _line_start(text, header.start())
+    while start > 0:
+        prev = _line_start(text, start - 1)
+        if text[prev:start].lstrip().startswith("#"):
+            start = prev
+        else:
+            break
+    end = _line_end(text, header.start())
+    while end < len(text):
+        line = text[end:_line_end(text, end)]
+        if not line.strip() or line.lstrip().startswith(("[", "#")):
+            break
+        end = _line_end(text, end)  # a key of this section
+    if end < len(text) and not text[end:_line_end(text, end)].strip():
+        return text[:start] + text[_line_end(text, end):]
+    if text[:start].endswith("\n\n"):
+        start -= 1  # the section was appended, one blank line apart
+    return text[:start] + text[end:]
+
+
+def _metric_rows_needed(text: str, reg: Registration, file: Path) -> list[str]:
+    """The metrics of `reg` that need an explicit METRIC_SAMPLERS row."""
     name = reg.name
-
-    # Current sampler universe, to decide which metrics need an explicit row.
     o, c = _find_const_array(text, "EXPECTED_SUBSYSTEMS", file)
-    universe = {it.key[0] for it in _array_items(text, o, c) if it.key}
-    text = _insert_array_item(text, o, c, (name,), _rust_str_item(name))
-
-    o, c = _find_const_array(text, "BPF_SAMPLERS", file)
-    text = _insert_array_item(text, o, c, (name,), _rust_str_item(name))
-
-    o, c = _find_const_array(text, "METRIC_SAMPLERS", file)
-    existing = {it.key[0]: it.key[1:] for it in _array_items(text, o, c) if it.key}
+    universe = {it.key[0] for it in _array_items(text, o, c) if it.key} | {name}
     ambiguous: set[str] = set()
     try:
         ao, ac = _find_const_array(text, "AMBIGUOUS_METRICS", file)
         ambiguous = {it.key[0] for it in _array_items(text, ao, ac) if it.key}
     except RegistrationError:
         pass
-
-    universe = universe | {name}
+    needed = []
     for metric in sorted(set(reg.metric_names)):
         if metric.startswith(_BPF_RUN_PREFIX) or metric in ambiguous:
             continue
@@ -616,6 +750,28 @@ def _edit_context_rs(text: str, reg: Registration, file: Path) -> str:
         candidates = [s for s in universe if metric == s or metric.startswith(s + "_")]
         if candidates and max(candidates, key=len) == name:
             continue
+        needed.append(metric)
+    return needed
+
+
+def _edit_context_rs(text: str, reg: Registration, file: Path) -> str:
+    name = reg.name
+    needed = _metric_rows_needed(text, reg, file)
+
+    o, c = _find_const_array(text, "EXPECTED_SUBSYSTEMS", file)
+    text = _insert_array_item(text, o, c, (name,), _rust_str_item(name))
+    o, c = _find_const_array(text, "BPF_SAMPLERS", file)
+    text = _insert_array_item(text, o, c, (name,), _rust_str_item(name))
+
+    # Rows of this sampler its metrics no longer need (renamed or removed metrics).
+    o, c = _find_const_array(text, "METRIC_SAMPLERS", file)
+    for it in _array_items(text, o, c):
+        if len(it.key) == 2 and it.key[1] == name and it.key[0] not in needed:
+            text = _remove_array_item(text, "METRIC_SAMPLERS", it.key, file)
+
+    o, c = _find_const_array(text, "METRIC_SAMPLERS", file)
+    existing = {it.key[0]: it.key[1:] for it in _array_items(text, o, c) if it.key}
+    for metric in needed:
         if metric in existing:
             if existing[metric][:1] == (name,):
                 continue
@@ -627,6 +783,16 @@ def _edit_context_rs(text: str, reg: Registration, file: Path) -> str:
             )
         o, c = _find_const_array(text, "METRIC_SAMPLERS", file)
         text = _insert_array_item(text, o, c, (metric, name), _rust_tuple_item(metric, name))
+    return text
+
+
+def _remove_context_rs(text: str, name: str, file: Path) -> str:
+    for const in ("EXPECTED_SUBSYSTEMS", "BPF_SAMPLERS"):
+        text = _remove_array_item(text, const, (name,), file)
+    o, c = _find_const_array(text, "METRIC_SAMPLERS", file)
+    for it in _array_items(text, o, c):
+        if len(it.key) == 2 and it.key[1] == name:
+            text = _remove_array_item(text, "METRIC_SAMPLERS", it.key, file)
     return text
 
 
@@ -680,6 +846,36 @@ def _edit_golden_rs(text: str, reg: Registration, file: Path) -> str:
     return text[:end] + "," + text[end:at] + indent + new + "\n" + text[at:]
 
 
+def _remove_golden_rs(text: str, name: str, file: Path) -> str:
+    """Remove `name` from `subsystems_absent` (inverse of `_edit_golden_rs`)."""
+    m = _GOLDEN_RE.search(text)
+    if not m:
+        raise RegistrationError(f'{file}: cannot find `const GOLDEN: &str = r#"...`')
+    lo = m.end()
+    hi = text.find('"' + m.group(1), lo)
+    if hi < 0:
+        raise RegistrationError(f"{file}: unterminated GOLDEN raw string")
+    o, c, absent = _json_array(text, "subsystems_absent", lo, hi, file)
+    if name not in absent:
+        return text
+    elems = [(mm.group(1), mm.start(), mm.end()) for mm in _STRING_LIT_RE.finditer(text, o, c)]
+    if len(elems) == 1:
+        return text[: o + 1] + text[c:]
+    k = next(i for i, (value, _s, _e) in enumerate(elems) if value == name)
+    _value, start, end = elems[k]
+    line_at = _line_start(text, start)
+    if text[line_at:start].strip():
+        raise RegistrationError(
+            f"{file}: subsystems_absent is not one name per line; remove {name!r} by hand"
+        )
+    text = text[:line_at] + text[_line_end(text, end) :]
+    if k == len(elems) - 1:  # it was last: its predecessor gave up its comma
+        prev_end = elems[k - 1][2]
+        if text[prev_end : prev_end + 1] == ",":
+            text = text[:prev_end] + text[prev_end + 1 :]
+    return text
+
+
 # --------------------------------------------------------------------------
 # Planning
 # --------------------------------------------------------------------------
@@ -714,12 +910,11 @@ def _edit(path: Path, edit) -> str:
     return new.replace("\n", "\r\n") if crlf else new
 
 
-def _compute(root: Path, reg: Registration) -> _Plan:
+def _compute(root: Path, reg: Registration, previous_description: str | None = None) -> _Plan:
     root = Path(root)
-    if not is_rezolus_tree(root):
-        raise RegistrationError(
-            f"{root} is not a Rezolus tree (no build.rs SOURCES); nothing to register"
-        )
+    refusal = tree_refusal(root)
+    if refusal:
+        raise RegistrationError(refusal)
     changes: dict[Path, str] = {}
     notes: list[str] = []
     created: set[Path] = set()
@@ -753,45 +948,101 @@ def _compute(root: Path, reg: Registration) -> _Plan:
 
     if new_group:
         record(group_mod, _new_group_mod(reg))
-        if not samplers_mod.exists():
-            raise RegistrationError(f"{samplers_mod} does not exist")
         record(samplers_mod, _edit(samplers_mod, lambda t: _edit_mod_list(t, reg.group)))
     else:
         record(group_mod, _edit(group_mod, lambda t: _edit_group_mod(t, reg, group_mod)))
-        if samplers_mod.exists():
-            text = _read(samplers_mod)
-            if not re.search(
-                rf"^(?:pub(?:\([^)]*\))?\s+)?mod\s+{re.escape(reg.group)}\s*;", text, re.M
-            ):
-                record(
-                    samplers_mod,
-                    _edit(samplers_mod, lambda t: _edit_mod_list(t, reg.group)),
-                )
+        text = _read(samplers_mod)
+        if not re.search(
+            rf"^(?:pub(?:\([^)]*\))?\s+)?mod\s+{re.escape(reg.group)}\s*;", text, re.M
+        ):
+            record(samplers_mod, _edit(samplers_mod, lambda t: _edit_mod_list(t, reg.group)))
 
-    # 4. config/agent.toml
-    p = root / AGENT_TOML
-    if not p.exists():
-        raise RegistrationError(f"{p} does not exist")
-    record(p, _edit(p, lambda t: _edit_agent_toml(t, reg)))
-
-    # 5./6. analysis tables (optional in partial checkouts)
-    p = root / CONTEXT_RS
-    if p.exists():
-        record(p, _edit(p, lambda t: _edit_context_rs(t, reg, p)))
-    else:
-        notes.append(f"{CONTEXT_RS} not found; skipped (partial checkout?)")
-    p = root / GOLDEN_RS
-    if p.exists():
-        record(p, _edit(p, lambda t: _edit_golden_rs(t, reg, p)))
-    else:
-        notes.append(f"{GOLDEN_RS} not found; skipped (partial checkout?)")
+    # 4. config/agent.toml, 5./6. the analysis lists Rezolus' own tests check
+    for rel, edit in (
+        (AGENT_TOML, lambda t, p: _edit_agent_toml(t, reg, previous_description)),
+        (CONTEXT_RS, lambda t, p: _edit_context_rs(t, reg, p)),
+        (GOLDEN_RS, lambda t, p: _edit_golden_rs(t, reg, p)),
+    ):
+        p = root / rel
+        if not p.is_file():
+            raise RegistrationError(f"{rel} does not exist; it is one of the files a sampler is registered in")
+        record(p, _edit(p, lambda t, p=p, edit=edit: edit(t, p)))
 
     return _Plan(changes, notes, created)
 
 
-def plan(root: Path, reg: Registration) -> dict[Path, str]:
-    """New full text of every file that must change (empty if registered)."""
-    return _compute(Path(root), reg).changes
+def plan(
+    root: Path, reg: Registration, previous_description: str | None = None
+) -> dict[Path, str]:
+    """New full text of every file that must change (empty if registered).
+
+    `previous_description`: the description the sampler was registered with, so
+    its agent.toml comment can follow a new one."""
+    return _compute(Path(root), reg, previous_description).changes
+
+
+@dataclass
+class Removal:
+    """What removing one sampler changes: new file texts, and directories to delete."""
+
+    name: str
+    changes: dict[Path, str] = field(default_factory=dict)
+    remove_dirs: list[Path] = field(default_factory=list)
+    group_removed: bool = False
+
+
+def _group_is_ours(group_dir: Path, sampler: str) -> bool:
+    """The group holds this one sampler and exactly the files a registration created
+    for a new group, so deleting the group restores the tree (nothing hand-written goes)."""
+    group_mod, linux_dir = group_dir / "mod.rs", group_dir / "linux"
+    try:
+        if group_mod.read_text(encoding="utf-8") != _new_group_mod(Registration(group_dir.name, sampler, "")):
+            return False
+        if (linux_dir / "mod.rs").read_text(encoding="utf-8") != f"mod {sampler};\n":
+            return False
+    except (OSError, UnicodeDecodeError):
+        return False
+    return {p.name for p in group_dir.iterdir()} == {"mod.rs", "linux"} and {
+        p.name for p in linux_dir.iterdir()
+    } <= {"mod.rs", sampler}
+
+
+def plan_removal(root: Path, group: str, sampler: str) -> Removal:
+    """The inverse of registering `<group>/<sampler>`, plus deleting its directory:
+    every entry naming it goes (build.rs, module lists, agent.toml section, the
+    analysis lists, all its METRIC_SAMPLERS rows), and a group that only ever held
+    it (created by a registration) goes with `mod <group>;`."""
+    root = Path(root)
+    refusal = tree_refusal(root)
+    if refusal:
+        raise RegistrationError(refusal)
+    reg = Registration(group, sampler, "")  # validates the names
+    out = Removal(reg.name)
+
+    def record(rel: Path, edit) -> None:
+        p = root / rel
+        if not p.is_file():
+            return
+        new = _edit(p, lambda t: edit(t, p))
+        if new != _read(p):
+            out.changes[p] = new
+
+    record(BUILD_RS, lambda t, p: _remove_array_item(t, "SOURCES", (group, sampler), p))
+    group_dir = root / SAMPLERS_DIR / group
+    sampler_dir = group_dir / "linux" / sampler
+    if group_dir.is_dir() and _group_is_ours(group_dir, sampler):
+        out.group_removed = True
+        out.remove_dirs.append(group_dir)
+        record(SAMPLERS_MOD, lambda t, p: _remove_mod_line(t, group))
+    else:
+        record(group_dir.relative_to(root) / "linux" / "mod.rs", lambda t, p: _remove_mod_line(t, sampler))
+        record(group_dir.relative_to(root) / "mod.rs", lambda t, p: _remove_group_mod(t, sampler, p))
+        if sampler_dir.is_dir():
+            out.remove_dirs.append(sampler_dir)
+    record(AGENT_TOML, lambda t, p: _remove_agent_toml(t, reg.name))
+    record(CONTEXT_RS, lambda t, p: _remove_context_rs(t, reg.name, p))
+    record(GOLDEN_RS, lambda t, p: _remove_golden_rs(t, reg.name, p))
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -799,114 +1050,56 @@ def plan(root: Path, reg: Registration) -> dict[Path, str]:
 # --------------------------------------------------------------------------
 
 
-def _fsync_dir(directory: Path) -> None:
+def write_changes(journal: Journal, changes: dict[Path, str]) -> None:
+    """Write every change under `journal` (originals saved first, in one journal write)."""
     try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _default_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
+        journal.record(changes)
+    except JournalError as err:
+        raise RegistrationError(str(err)) from None
+    for path, text in changes.items():
         try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
+            journal.write(path, text.encode("utf-8"))
+        except JournalError as err:
+            raise RegistrationError(str(err)) from None
+        except OSError as err:
+            rel = path.relative_to(journal.root) if path.is_relative_to(journal.root) else path
+            raise RegistrationError(f"cannot write {rel}: {err.strerror or err}") from None
 
 
-def _restore(path: Path, original: bytes | None, mode: int | None) -> None:
-    if original is None:
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
-        return
-    try:
-        _atomic_write(path, original, mode if mode is not None else _default_mode())
-    except OSError:
-        # Last resort: overwrite in place.
-        with open(path, "wb") as f:
-            f.write(original)
-            f.flush()
-            os.fsync(f.fileno())
+def apply(
+    root: Path,
+    reg: Registration,
+    journal: Journal | None = None,
+    previous_description: str | None = None,
+) -> list[Path]:
+    """Compute the whole plan, then write it; all files or none. Returns changed paths.
 
-
-def _write_all(changes: dict[Path, str]) -> list[Path]:
-    backups: list[tuple[Path, bytes | None, int | None]] = []
-    made_dirs: list[Path] = []
-    try:
-        for path, text in changes.items():
-            if path.exists():
-                original: bytes | None = path.read_bytes()
-                mode: int | None = stat.S_IMODE(path.stat().st_mode)
-            else:
-                original, mode = None, None
-                missing = []
-                d = path.parent
-                while not d.exists():
-                    missing.append(d)
-                    d = d.parent
-                for d in reversed(missing):
-                    d.mkdir()
-                    made_dirs.append(d)
-            _atomic_write(
-                path, text.encode("utf-8"), mode if mode is not None else _default_mode()
-            )
-            backups.append((path, original, mode))
-    except BaseException:
-        errors = []
-        for path, original, mode in reversed(backups):
-            try:
-                _restore(path, original, mode)
-            except OSError as e:  # pragma: no cover - best effort
-                errors.append(f"{path}: {e}")
-        for d in reversed(made_dirs):
-            try:
-                d.rmdir()
-            except OSError:
-                pass
-        if errors:  # pragma: no cover
-            print(
-                "register: rollback incomplete: " + "; ".join(errors), file=sys.stderr
-            )
-        raise
-    return [p for p, _, _ in backups]
-
-
-def apply(root: Path, reg: Registration) -> list[Path]:
-    """Compute the whole plan, then write it; all-or-nothing.  Returns changed paths."""
-    p = _compute(Path(root), reg)
+    Without `journal` the registration is its own operation (journal begun and
+    committed here, rolled back on any failure); with one, the caller commits."""
+    p = _compute(Path(root), reg, previous_description)
     for note in p.notes:
         print(f"register: note: {note}", file=sys.stderr)
     if not p.changes:
         return []
-    return _write_all(p.changes)
+    own = journal is None
+    if own:
+        try:
+            journal = Journal.begin(Path(root), "register", reg.name)
+        except JournalError as err:
+            raise RegistrationError(str(err)) from None
+    try:
+        write_changes(journal, p.changes)
+    except BaseException:
+        if own:
+            journal.rollback()
+        raise
+    if own:
+        journal.commit()
+    return list(p.changes)
 
 
 # --------------------------------------------------------------------------
-# CLI
+# CLI (Copier's task, and registration by hand)
 # --------------------------------------------------------------------------
 
 
@@ -931,30 +1124,65 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="read the registration from a Copier answers file instead",
     )
+    ap.add_argument(
+        "--operation",
+        default="register",
+        help="the Copier operation this task belongs to (copy, update)",
+    )
     return ap
+
+
+def _shown(root: Path, path: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = _parser()
     args = ap.parse_args(argv)
-    root = Path(args.root)
+    root = Path(args.root).absolute()
 
     if args.answers and (args.group or args.sampler or args.metric):
         ap.error("--answers cannot be combined with --group/--sampler/--metric")
     if not args.answers and not (args.group and args.sampler):
         ap.error("--group and --sampler are required (or use --answers FILE)")
 
-    if not is_rezolus_tree(root):
-        # `copier update` runs tasks in temporary copies that are not Rezolus
-        # trees; that is normal, not an error.
+    # The preflight (Copier's process, our parent) began the journal and saved
+    # the rendered directory's previous state in it: join that operation.
+    try:
+        journal = Journal.load(root)
+    except JournalError as err:
+        print(f"rezolus-sampler: {err}", file=sys.stderr)
+        return 1
+    if journal is not None and journal.owner[0] != os.getppid():
+        journal = None if not journal.alive() else journal
+        if journal is not None:
+            print(
+                f"rezolus-sampler: another operation ({journal.operation} of "
+                f"{journal.sampler}, pid {journal.owner[0]}) is changing {root}",
+                file=sys.stderr,
+            )
+            return 1
         print(
-            f"register: {root} is not a Rezolus tree (no build.rs SOURCES); "
-            "nothing to register"
+            f"rezolus-sampler: {root / JOURNAL} is left from an interrupted operation; "
+            f"run 'rezolus-sampler recover {root}'",
+            file=sys.stderr,
         )
-        return 0
+        return 1
+    what = journal.operation if journal is not None else "registration"
+    where = Path(args.answers or ".").parts
+    label = f"{args.group}_{args.sampler}" if args.sampler else "_".join(where[-4:-1:2])
 
     try:
-        if args.answers:
+        recorded = journal.registration if journal is not None else None
+        if args.answers and recorded and Path(args.answers).parent == (
+            SAMPLERS_DIR / recorded["group"] / "linux" / recorded["sampler"]
+        ):
+            # The preflight built the model from these same answers a moment ago.
+            reg = Registration(**recorded)
+        elif args.answers:
             reg = registration_from_answers(Path(args.answers), root)
         else:
             reg = Registration(
@@ -963,27 +1191,46 @@ def main(argv: list[str] | None = None) -> int:
                 description=args.description,
                 metric_names=tuple(args.metric),
             )
-        existed = {path: path.exists() for path in plan(root, reg)}
-        changed = apply(root, reg)
-    except RegistrationError as e:
-        print(f"register: error: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"register: error: write failed, all files restored: {e}", file=sys.stderr)
+        label = reg.name
+        previous = journal.previous_description() if journal is not None else None
+        before = {path: path.exists() for path in plan(root, reg, previous)}
+        changed = apply(root, reg, journal, previous)
+        if journal is not None:
+            journal.commit()
+    except (RegistrationError, JournalError, OSError) as err:
+        reason = str(err)
+        if isinstance(err, OSError):
+            reason = f"{err.strerror or err}: {err.filename}"
+        undone = "nothing was changed"
+        if journal is not None:
+            failed = journal.rollback()
+            undone = (
+                "rendered files and registration rolled back: the tree is as it was"
+                if not failed
+                else f"rollback incomplete ({', '.join(failed)}); {root / JOURNAL} keeps "
+                f"the originals: run 'rezolus-sampler recover {root}'"
+            )
+        print(f"rezolus-sampler: {what} of {label} failed: {reason}; {undone}", file=sys.stderr)
         return 1
 
     if not changed:
         print(f"register: {reg.name} already registered")
         return 0
-    for path in changed:
-        try:
-            shown = path.relative_to(root)
-        except ValueError:
-            shown = path
-        verb = "updated" if existed.get(path, True) else "created"
-        print(f"register: {verb} {shown}")
+    created = [_shown(root, p) for p in changed if not before.get(p, True)]
+    updated = [_shown(root, p) for p in changed if before.get(p, True)]
+    parts = [f"updated {', '.join(updated)}"] if updated else []
+    parts += [f"created {', '.join(created)}"] if created else []
+    print(f"register: {reg.name} registered: {'; '.join(parts)}")
     return 0
 
 
+def run(argv: list[str] | None = None) -> int:
+    """`main` as its own process (Copier's task): SIGINT/SIGTERM/SIGHUP stay
+    blocked to the end, so the task is never stopped between two writes; an
+    impatient Copier SIGKILLs it, and then its journal is rolled back."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+    return main(argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())
