@@ -764,9 +764,24 @@ _HIST_INCR = re.compile(r"\bhistogram_incr\s*\(\s*&\s*(\w+)\s*,\s*([^,]+),")
 _VALUE_TO_INDEX = re.compile(r"\bvalue_to_index\s*\(")
 
 
+def _normalized(text: str) -> str:
+    text = re.sub(r"//[^\n]*|/\*.*?\*/", "", text, flags=re.S)
+    return re.sub(r"\s+", "", text)
+
+
 def c_powers(c: CSource) -> list[tuple[str | None, str, int]]:
-    """(map or None, grouping power expression, line) of every histogram index computation."""
+    """(map or None, grouping power expression, line) of every histogram index computation.
+
+    The template's `histogram_index` (emit/histogram_c.py) computes exactly histogram.h's
+    `value_to_index(value, 3)` (tests/test_histogram_index.py proves it at every bucket
+    boundary): its verbatim text counts as an index computation at grouping power 3."""
+    from rezolus_sampler.emit.histogram_c import GROUPING_POWER, index_function
+
     found = []
+    proven = _normalized(index_function())
+    if proven in _normalized(c.code):
+        at = c.code.find("histogram_index")
+        found.append((None, str(GROUPING_POWER), c.line(max(at, 0))))
     for m in _HIST_INCR.finditer(c.code):
         found.append((m.group(1), m.group(2).strip(), c.line(m.start())))
     for m in _VALUE_TO_INDEX.finditer(c.code):

@@ -129,6 +129,10 @@ class HistogramGroup:
     def acq_static(self) -> str:
         return f"{self.short.upper()}_ACQ"
 
+    @property
+    def bytes(self) -> int:
+        return sum(m.bytes for m in self.maps)
+
 
 @dataclass
 class StampMap:

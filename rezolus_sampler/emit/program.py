@@ -420,7 +420,7 @@ def _histogram_block(update: Update, values: _Values, sampler: Sampler, names) -
     else:
         lat = update.latency
         key = values.local(lat.key, _key_name(lat.key), ctype="u32")
-        start = values.namer.claim(f"{update.family.name}_at")
+        start = values.namer.claim(f"{_stamp_short(sampler, update.family)}_at")
         pre = assign_call(
             f"{IND}u64* {start}", "bpf_map_lookup_elem", [f"&{lat.stamp_map}", f"&{key}"], IND
         ).split("\n")
