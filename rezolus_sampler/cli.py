@@ -1,5 +1,6 @@
 """`rezolus-sampler`: the one command in front of the template's tools.
 
+    rezolus-sampler tracepoints [PATTERN]   events, typed arguments, record fields
     rezolus-sampler prove SAMPLER_DIR ...   compile, load, attach, count, measure
     rezolus-sampler audit [TREE] ...        check samplers against principles.md (--measure: P14)
     rezolus-sampler remove SAMPLER          remove a generated sampler and its registration
@@ -18,6 +19,12 @@ def _prove(argv: list[str]) -> int:
     from rezolus_sampler.kernel import prove
 
     return prove.main(argv, prog="rezolus-sampler prove")
+
+
+def _tracepoints(argv: list[str]) -> int:
+    from rezolus_sampler.spec import catalog
+
+    return catalog.main(argv, prog="rezolus-sampler tracepoints")
 
 
 def _audit(argv: list[str]) -> int:
@@ -56,6 +63,7 @@ def _recover(argv: list[str]) -> int:
 
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "tracepoints": (_tracepoints, "list tracepoints with their typed arguments and record fields"),
     "prove": (_prove, "compile, load, attach and measure a rendered sampler (root)"),
     "audit": (_audit, "check every BPF sampler of a Rezolus tree against principles.md"),
     "remove": (_remove, "remove a generated sampler and everything its registration added"),

@@ -22,7 +22,8 @@ from pathlib import Path
 from jinja2 import pass_context
 from jinja2.ext import Extension
 
-from rezolus_sampler.spec import model
+from rezolus_sampler import prompting
+from rezolus_sampler.spec import catalog, model
 from rezolus_sampler.spec.names import MAX_DESCRIPTION_LEN
 from rezolus_sampler.emit import histogram_c, lines
 from rezolus_sampler.emit.layout import family_macro
@@ -133,15 +134,55 @@ def default_counters(context) -> str:
     return _yaml([family])
 
 
+def _validating_default() -> bool:
+    """Whether Copier is validating a question's default rather than a typed answer.
+
+    Copier validates the default it is about to show (`Question.get_default`),
+    and a refusal there is a traceback that ends the questionnaire: a recorded
+    answer that no longer fits during `copier update`, or a default derived from
+    earlier answers that the tree refuses. The default is shown instead; the
+    prompt validates it when the user submits it, with the message.
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "get_default" and "copier" in code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+
+@pass_context
+def hook_scopes(context) -> str:
+    """For the help of the counters and histograms questions: what an expression
+    at each chosen tracepoint can read, and examples valid there."""
+    answers = _answers(context)
+    target = _target(context)
+    try:
+        hooks = model.check_hooks(answers, target)
+    except model.SpecError:
+        return "Find arguments with: rezolus-sampler tracepoints <pattern>"
+    types = model.type_indexes(target)[0]
+    lines = ["Expressions can read (sizes: u32 = unsigned 32-bit, s32 = signed):"]
+    for hook in hooks:
+        lines += [f"  {line}" for line in catalog.scope_lines(hook, types)]
+    examples = next((e for e in (catalog.example_expressions(h, types) for h in hooks) if e), [])
+    if examples:
+        lines.append("For example: " + examples[0])
+        lines += [f"             {e}" for e in examples[1:]]
+    return "\n".join(lines)
+
+
 def _prompting(context, step: str) -> bool:
     """Whether Copier is asking this question now (it raises a traceback, not a
     message, when a validator refuses an answer it did not prompt for: --defaults,
-    -d/--data-file, recorded answers in `copier update`). Those answers are checked
-    by `sampler_preflight` instead, which refuses with one message."""
+    -d/--data-file, recorded answers in `copier update`, the default it shows).
+    Those answers are checked by `sampler_preflight` instead, which refuses with
+    one message naming the field."""
     conf = context.get("_copier_conf") or {}
-    if conf.get("defaults"):
+    if conf.get("defaults") or step in (conf.get("data") or {}):
         return False
-    return step not in (conf.get("data") or {})
+    return not _validating_default()
 
 
 @pass_context
@@ -152,6 +193,10 @@ def sampler_check(context, step: str) -> str:
     try:
         if step in ("group", "sampler", "description"):
             model.check_identity({"group": "g", "sampler": "s", "description": "d"} | answers)
+            if step == "sampler":
+                refusal = _overwrite_refusal(context, answers, at_prompt=True)
+                if refusal:
+                    return refusal
         elif step == "copyright_year":
             model.check_year(answers.get("copyright_year"))
         elif step == "attach":
@@ -174,7 +219,7 @@ def sampler_destination(context) -> str:
     return "scratch" if destination.is_scratch_copy(context) else "tree"
 
 
-def _overwrite_refusal(context, answers: dict) -> str:
+def _overwrite_refusal(context, answers: dict, at_prompt: bool = False) -> str:
     """An existing sampler directory needs --overwrite (`copier update` always sets it)."""
     conf = context.get("_copier_conf") or {}
     if conf.get("overwrite"):
@@ -184,11 +229,12 @@ def _overwrite_refusal(context, answers: dict) -> str:
     if not existing.exists():
         return ""
     answers_file = existing / ".copier-answers.yml"
-    how = (
-        f"refresh it with 'copier update --trust -a {answers_file.relative_to(dst)}'"
-        if answers_file.exists()
-        else "choose another sampler name"
-    )
+    update = f"copier update --trust -a {answers_file.relative_to(dst)}"
+    if at_prompt:  # the fix first: at the prompt, another name is the likely one
+        return f"choose another name: {existing.relative_to(dst)} exists" + (
+            f" (refresh it with '{update}')" if answers_file.exists() else ""
+        )
+    how = f"refresh it with '{update}'" if answers_file.exists() else "choose another sampler name"
     return (
         f"{existing.relative_to(dst)} already exists; it is not overwritten without consent: "
         f"{how}, or pass --overwrite to replace it"
@@ -327,6 +373,7 @@ def rust_formatted(context, text: str) -> str:
 class SamplerExtension(Extension):
     def __init__(self, environment):
         super().__init__(environment)
+        prompting.install()  # whole refusals under the prompt, not cut at one row
         environment.filters.update(c_formatted=c_formatted, rust_formatted=rust_formatted)
         environment.globals.update(
             sampler_check=sampler_check,
@@ -352,4 +399,5 @@ class SamplerExtension(Extension):
             default_tracepoints=default_tracepoints,
             default_description=default_description,
             default_counters=default_counters,
+            hook_scopes=hook_scopes,
         )

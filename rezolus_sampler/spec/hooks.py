@@ -12,6 +12,7 @@ the fields an expression reads.
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import platform
 import re
@@ -96,12 +97,23 @@ def suggest(name: str, known: list[str]) -> str:
 
 def running_kernel_categories(event: str) -> list[str] | None:
     """Categories holding `event` in the running kernel's tracefs; None if unreadable."""
+    found = _tracefs_events(TRACEFS_EVENTS)
+    return None if found is None else sorted(found.get(event, ()))
+
+
+@functools.lru_cache(maxsize=4)
+def _tracefs_events(events: Path) -> dict[str, list[str]] | None:
+    """event -> categories, read once per process (tracefs lists ~2,000 events)."""
+    found: dict[str, list[str]] = {}
     try:
-        if not any(TRACEFS_EVENTS.iterdir()):
-            return None
-        return sorted(p.name for p in TRACEFS_EVENTS.iterdir() if (p / event).is_dir())
+        for category in events.iterdir():
+            if category.is_dir():
+                for event in category.iterdir():
+                    if event.is_dir():
+                        found.setdefault(event.name, []).append(category.name)
     except OSError:
         return None
+    return found or None
 
 
 @dataclass(frozen=True)
@@ -281,10 +293,11 @@ def parse_hook(spec: Any, attach: str, types: tuple[TypeIndex, TypeIndex], reser
         )
     category, event = m.group("category"), m.group("event")
     if event not in x86.tracepoints:
+        close = difflib.get_close_matches(event, list(x86.tracepoints), n=3, cutoff=0.6)
+        fix = f"did you mean {', '.join(close)}? " if close else ""
         raise HookError(
-            f"unknown tracepoint {category}:{event}: vmlinux.h has no btf_trace_{event}"
-            + suggest(event, list(x86.tracepoints))
-            + " (rezolus-sampler tracepoints <pattern> lists them)"
+            f"{fix}unknown tracepoint {category}:{event} (vmlinux.h has no btf_trace_{event}; "
+            f"rezolus-sampler tracepoints <pattern> lists them)"
         )
     if event not in arm.tracepoints:
         raise HookError(f"tracepoint {event} exists in the x86_64 vmlinux.h but not in aarch64's")

@@ -52,6 +52,11 @@ class NameError_(ValueError):
 
 
 def check_name(value: Any, what: str, max_len: int = MAX_NAME_LEN) -> str:
+    if value is None or value == "":
+        raise NameError_(
+            f"give the {what} a name: snake_case, lowercase letters, digits and single "
+            f"underscores, starting with a letter (for example 'packet_drops')"
+        )
     if not isinstance(value, str) or not SNAKE.match(value):
         shown = repr(value) if not isinstance(value, str) or len(value) <= 60 else repr(value[:57] + "...")
         raise NameError_(

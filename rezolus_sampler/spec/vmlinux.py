@@ -376,6 +376,25 @@ def bundled_event_classes() -> dict[str, str]:
         return {}
 
 
+@functools.lru_cache(maxsize=1)
+def bundled_categories() -> dict[str, str]:
+    """event -> category of every tracepoint a kernel's tracefs had when the
+    bundle was built (vmlinux.h names events, not their categories)."""
+    try:
+        return json.loads(gzip.decompress(BUNDLED.read_bytes())).get("categories", {})
+    except (OSError, ValueError):
+        return {}
+
+
+def categories_from_tracefs() -> dict[str, str]:
+    from rezolus_sampler.spec.hooks import TRACEFS_EVENTS
+
+    return {
+        fmt.parent.name: fmt.parent.parent.name
+        for fmt in sorted(TRACEFS_EVENTS.glob("*/*/format"))
+    }
+
+
 def event_classes_from_tracefs(found: TypeIndex) -> dict[str, str]:
     from rezolus_sampler.spec.hooks import TRACEFS_EVENTS, class_from_fields, tracefs_fields
 
@@ -401,7 +420,13 @@ def write_bundled(rezolus_root: Path) -> Path:
         if arch == "x86_64":
             classes = event_classes_from_tracefs(found)
     blob = json.dumps(
-        {"indexes": entries, "default": default, "libbpf": libbpf_names(), "event_classes": classes},
+        {
+            "indexes": entries,
+            "default": default,
+            "libbpf": libbpf_names(),
+            "event_classes": classes,
+            "categories": categories_from_tracefs(),
+        },
         separators=(",", ":"),
     )
     BUNDLED.write_bytes(gzip.compress(blob.encode(), 9, mtime=0))
