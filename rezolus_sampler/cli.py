@@ -1,5 +1,6 @@
 """`rezolus-sampler`: the one command in front of the template's tools.
 
+    rezolus-sampler new [--answers FILE]    create a sampler (guided, or from an answers file)
     rezolus-sampler tracepoints [PATTERN]   events, typed arguments, record fields
     rezolus-sampler prove SAMPLER_DIR ...   compile, load, attach, count, measure
     rezolus-sampler audit [TREE] ...        check samplers against principles.md (--measure: P14)
@@ -19,6 +20,12 @@ def _prove(argv: list[str]) -> int:
     from rezolus_sampler.kernel import prove
 
     return prove.main(argv, prog="rezolus-sampler prove")
+
+
+def _new(argv: list[str]) -> int:
+    from rezolus_sampler import guide
+
+    return guide.main(argv, prog="rezolus-sampler new")
 
 
 def _tracepoints(argv: list[str]) -> int:
@@ -63,6 +70,7 @@ def _recover(argv: list[str]) -> int:
 
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "new": (_new, "create a sampler: guided questions (or --answers FILE), then Copier renders it"),
     "tracepoints": (_tracepoints, "list tracepoints with their typed arguments and record fields"),
     "prove": (_prove, "compile, load, attach and measure a rendered sampler (root)"),
     "audit": (_audit, "check every BPF sampler of a Rezolus tree against principles.md"),

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import os
 import sys
 from pathlib import Path
 
@@ -23,8 +22,7 @@ from jinja2 import pass_context
 from jinja2.ext import Extension
 
 from rezolus_sampler import prompting
-from rezolus_sampler.spec import catalog, model
-from rezolus_sampler.spec.names import MAX_DESCRIPTION_LEN
+from rezolus_sampler.spec import catalog, defaults, model
 from rezolus_sampler.emit import histogram_c, lines
 from rezolus_sampler.emit.layout import family_macro
 from rezolus_sampler.emit.lines import (
@@ -63,17 +61,18 @@ def _answers(context) -> dict:
 
 
 def _target(context) -> Path | None:
+    """The Rezolus tree whose headers and formatter settings a render uses: the
+    destination, or for the temporary copies of `copier update` the tree being
+    updated (so all three renders of an update agree); None outside a tree."""
     conf = context.get("_copier_conf") or {}
     dst = Path(str(conf["dst_path"])) if "dst_path" in conf else None
+    if dst is not None and destination.is_scratch_copy(context):
+        dst = destination.update_destination()
     return dst if dst is not None and is_rezolus_tree(dst) else None
 
 
 # -- defaults that follow earlier answers (Copier renders a question's default
-# as a template, so Enter at every prompt gives a consistent, valid sampler)
-
-DEFAULT_EVENTS = ("sched:sched_process_fork", "sched:sched_process_exec", "sched:sched_process_free")
-DEFAULT_ARGS = {"sched_process_fork": "(parent, child)", "sched_process_exec": "(task, old_pid, bprm)",
-                "sched_process_free": "(task)"}  # fmt: skip
+# as a template; the logic is in spec/defaults.py)
 
 
 def _yaml(value) -> str:
@@ -84,72 +83,22 @@ def _yaml(value) -> str:
 
 @pass_context
 def default_tracepoints(context) -> str:
-    """The fork/exec/free trio, with argument names where the attach style takes them."""
-    classic = context.get("attach") == "tracepoint"
-    return _yaml([t if classic else t + DEFAULT_ARGS[t.split(":")[1]] for t in DEFAULT_EVENTS])
-
-
-def _events(context) -> list[str]:
-    """The tracepoints' event names, less a prefix they all share (fork, exec, free)."""
-    events = []
-    for spec in context.get("tracepoints") or []:
-        if isinstance(spec, str) and ":" in spec:
-            events.append(spec.split(":", 1)[1].split("(")[0].split("@")[0].strip())
-    if len(events) > 1:
-        common = os.path.commonprefix(events)
-        common = common[: common.rfind("_") + 1]
-        if common and all(e[len(common) :] for e in events):
-            events = [e[len(common) :] for e in events]
-    return events
+    return _yaml(defaults.tracepoints(context.get("attach")))
 
 
 @pass_context
 def default_description(context) -> str:
-    events = [e.replace("_", " ") for e in _events(context)]
-    if not events:
-        return "Counts kernel events"
-    listed = events[0] if len(events) == 1 else ", ".join(events[:-1]) + " and " + events[-1]
-    return f"Counts {listed} events"[:MAX_DESCRIPTION_LEN]
+    return defaults.description(context.get("tracepoints"))
 
 
 @pass_context
 def default_counters(context) -> str:
-    """One family counting every tracepoint's events, labeled by event (none when
-    histograms were given: then the answers already say what to measure)."""
-    if context.get("histograms"):
-        return "[]"
-    events = list(dict.fromkeys(_events(context)))
-    group, sampler = context.get("group") or "group", context.get("sampler") or "sampler"
-    family = {
-        "name": f"{group}_{sampler}_events",
-        "description": f"The number of {' / '.join(e.replace('_', ' ') for e in events) or 'kernel'} events",
-        "unit": "events",
-        "labels": {"event": events},
-        "increments": [
-            {"at": spec.split("(")[0], "labels": {"event": event}}
-            for spec, event in zip(context.get("tracepoints") or [], events)
-            if isinstance(spec, str)
-        ],
-    }
-    return _yaml([family])
-
-
-def _validating_default() -> bool:
-    """Whether Copier is validating a question's default rather than a typed answer.
-
-    Copier validates the default it is about to show (`Question.get_default`),
-    and a refusal there is a traceback that ends the questionnaire: a recorded
-    answer that no longer fits during `copier update`, or a default derived from
-    earlier answers that the tree refuses. The default is shown instead; the
-    prompt validates it when the user submits it, with the message.
-    """
-    frame = sys._getframe(1)
-    while frame is not None:
-        code = frame.f_code
-        if code.co_name == "get_default" and "copier" in code.co_filename:
-            return True
-        frame = frame.f_back
-    return False
+    return _yaml(
+        defaults.counters(
+            context.get("group"), context.get("sampler"), context.get("tracepoints"),
+            context.get("histograms"),
+        )  # fmt: skip
+    )
 
 
 @pass_context
@@ -171,6 +120,26 @@ def hook_scopes(context) -> str:
         lines.append("For example: " + examples[0])
         lines += [f"             {e}" for e in examples[1:]]
     return "\n".join(lines)
+
+
+def _validating_default() -> bool:
+    """Whether Copier is validating the default it is about to show, not a typed answer.
+
+    Copier validates a question's default (`Question.get_default`) before it
+    asks, and a refusal there is a traceback that ends the questionnaire: a
+    default derived from earlier answers that the tree refuses, say. The
+    default is shown instead; when it is submitted the prompt validates it,
+    with the message. (A recorded answer that no longer fits during `copier
+    update` is validated elsewhere and dropped by Copier: the derived default
+    is shown in its place.)
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "get_default" and "copier" in code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _prompting(context, step: str) -> bool:
@@ -342,13 +311,6 @@ def sampler_model(context) -> model.Sampler:
     return _MODELS[key]
 
 
-@pass_context
-def sampler_shared_hooks(context) -> list[str]:
-    """Consolidation warnings (P3) for the doc stub; empty outside a Rezolus tree."""
-    target = _target(context)
-    return consolidation_warnings(target, sampler_model(context)) if target else []
-
-
 def attach_summary(sampler: model.Sampler) -> str:
     return {
         "tp_btf": "`tp_btf` programs with `raw_tp` twins; `kernel_has_btf()` picks one at load "
@@ -379,7 +341,6 @@ class SamplerExtension(Extension):
             sampler_check=sampler_check,
             sampler_preflight=sampler_preflight,
             sampler_model=sampler_model,
-            sampler_shared_hooks=sampler_shared_hooks,
             sampler_destination=sampler_destination,
             attach_summary=attach_summary,
             current_year=datetime.date.today().year,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import re
 import subprocess
-from pathlib import Path
 
 from hypothesis import strategies as st
 

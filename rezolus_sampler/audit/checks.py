@@ -379,7 +379,7 @@ _RUNTIME_METRICS = re.compile(r"\b(MetricBuilder|DynBoxedMetric|DynPinnedMetric|
 
 def _item_macros(text: Text) -> Iterator[tuple[int, str]]:
     """Macro invocations at module level (brace depth 0)."""
-    code, depth, i = text.code, 0, 0
+    code, depth = text.code, 0
     for m in re.finditer(r"[{}]|^[ \t]*((?:\w+::)*\w+)![ \t]*[\(\[\{]", code, re.M):
         if m.group(0) == "{":
             depth += 1

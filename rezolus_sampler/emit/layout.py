@@ -312,3 +312,32 @@ def _check_names(sampler: Sampler, reserved_c: dict[str, str], reserved_rust: di
     dup = sorted({g for g in groups if groups.count(g) > 1})
     if dup:
         raise SpecError(f"two families share the acquisition group name {dup[0]}; rename one", "histograms")
+
+
+def summary_lines(sampler) -> list[str]:
+    """The layout in words: what `rezolus-sampler new` shows before it writes."""
+    attach = {"tp_btf": "tp_btf programs with raw_tp twins", "raw_tp": "raw_tp programs",
+              "tracepoint": "classic tracepoint programs"}[sampler.attach]  # fmt: skip
+    lines = [
+        f"{sampler.name}: {len(sampler.hooks)} tracepoint(s), {len(sampler.programs)} "
+        f"program(s) ({attach}), one per hook{' and variant' if sampler.twins else ''}"
+    ]
+    for m in sampler.maps:
+        lines.append(
+            f"  map {m.name}: {m.n} slot(s), W = roundup({m.n}, 8) = {m.width}, "
+            f"MAX_CPUS x W x 8 B = {m.bytes} B"
+        )
+        for f in m.families:
+            labels = ", ".join(f"{label.name} ({label.cardinality})" for label in f.labels) or "no labels"
+            last = f.base + f.cardinality - 1
+            where = f"slot {f.base}" if last == f.base else f"slots {f.base}..{last}"
+            lines.append(f"    {f.name}: {where}; {labels}")
+    for g in sampler.histogram_maps:
+        lines.append(
+            f"  histogram {g.family.name}: {len(g.maps)} map(s) of {HISTOGRAM_BUCKETS} buckets, "
+            f"{g.bytes} B"
+        )
+    for s in sampler.stamp_maps:
+        lines.append(f"  start times {s.name}: MAX_PID x 8 B = {s.bytes} B")
+    lines.append(f"  memory: {sampler.memory_bytes} B in total; {len(sampler.slots)} {sampler.static_type} static(s)")
+    return lines

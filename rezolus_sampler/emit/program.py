@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from rezolus_sampler.emit.layout import family_macro
 from rezolus_sampler.emit.lines import COLUMNS, assign_call, c_call, comment, fill
 from rezolus_sampler.spec import expr as E
-from rezolus_sampler.spec.ctype import CType, c_integer_name, promote
+from rezolus_sampler.spec.ctype import CType, c_integer_name
 from rezolus_sampler.spec.hooks import Hook
 from rezolus_sampler.spec.model import Sampler, SpecError, Update
 from rezolus_sampler.spec.names import Namer

@@ -43,7 +43,6 @@ from rezolus_sampler.spec.ctype import (
     INT,
     CType,
     arithmetic,
-    c_integer_name,
     integer,
     promote,
 )

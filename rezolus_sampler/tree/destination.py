@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -46,6 +47,25 @@ def is_scratch_copy(context) -> bool:
         return False
     conf = context.get("_copier_conf") or {}
     return any(_SCRATCH.match(part) for part in Path(str(conf.get("dst_path", ""))).parts)
+
+
+def update_destination() -> Path | None:
+    """The tree a `copier update` in progress updates, seen from its temporary copies.
+
+    Copier renders those copies from inside `Worker._apply_update`, whose worker
+    holds the real destination. Rendering them against the same tree (its
+    vmlinux.h, its formatter configuration) as the render in the tree keeps
+    the three renders alike, so the update's diff holds only what the answers
+    or the template changed. None outside an update.
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "_apply_update" and "copier" in frame.f_code.co_filename:
+            worker = frame.f_locals.get("self")
+            dst = getattr(worker, "dst_path", None)
+            return Path(dst).absolute() if dst is not None else None
+        frame = frame.f_back
+    return None
 
 
 def previous_answers(context, target: Path, answers: dict) -> str | None:
