@@ -29,6 +29,8 @@ from rezolus_sampler.spec import catalog, defaults, model
 from rezolus_sampler.spec.names import NameError_, check_name, rust_module_reserved
 from rezolus_sampler.spec.problems import problems
 
+LISTED_VALUES = 16  # more label values than this are typed, not listed in a menu
+TYPED = "\0typed"
 TEMPLATE = Path(__file__).resolve().parent.parent  # the template checkout this package belongs to
 
 
@@ -55,6 +57,16 @@ def _verdict(check: Callable[[], Any]) -> bool | str:
     return True
 
 
+def _categorized(text: str) -> str:
+    """'event' alone gets its category when the kernel or the bundle knows it."""
+    text = text.strip()
+    if text and ":" not in text:
+        category, _ = catalog.category_of(text.split("(")[0])
+        if category:
+            return f"{category}:{text}"
+    return text
+
+
 def _yaml_scalar(text: str) -> Any:
     """An expression or value as YAML would read it from an answers file."""
     try:
@@ -72,6 +84,7 @@ class Guide:
         self.out = out
         self.types = model.type_indexes(tree)[0]
         self.answers: dict[str, Any] = {}
+        self.overflow_asked: set[tuple[str, str]] = set()
 
     # -- the steps, in order
 
@@ -145,13 +158,13 @@ class Guide:
         names = catalog.names(self.tree)
         while True:
             def tracepoint_ok(v: str):
-                model.check_hooks({"attach": attach, "tracepoints": chosen + [v.strip()]}, self.tree)
+                model.check_hooks({"attach": attach, "tracepoints": chosen + [_categorized(v)]}, self.tree)
 
-            spec = _ask(self.q.autocomplete(
+            spec = _categorized(_ask(self.q.autocomplete(
                 "Tracepoint (category:event; Tab completes, e.g. block:block_rq_complete):",
                 choices=names, match_middle=True,
                 validate=lambda v: _verdict(lambda: tracepoint_ok(v)),
-            )).strip()  # fmt: skip
+            )))  # fmt: skip
             event = catalog.describe(spec.split(":", 1)[1].split("(")[0], self.types, attached)
             for line in catalog.detail_lines(event, "tracepoint" if attach == "tracepoint" else "tp_btf"):
                 self.out(line)
@@ -175,7 +188,7 @@ class Guide:
             default=current, validate=lambda v: _verdict(lambda: names_ok(v)),
         ))  # fmt: skip
         given = ", ".join(n.strip() for n in given.split(",") if n.strip())
-        return f"{spec}({given})" if given else spec
+        return f"{spec}({given})" if given and given != current else spec
 
     def description(self) -> None:
         self.answers["description"] = _ask(self.q.text(
@@ -326,12 +339,19 @@ class Guide:
             values = spec.get("values") if isinstance(spec, dict) else spec
             values = [str(v) for v in values] if isinstance(values, list) else [str(i) for i in range(values)]
             Choice = self.q.Choice
+            listed = values if len(values) <= LISTED_VALUES else []
             how = _ask(self.q.select(
                 f"At {tracepoint}, {name} is:",
                 choices=[Choice("computed: an expression of the arguments (an index 0.."
                                 f"{len(values) - 1})", "")]
-                + [Choice(f"always {v}", v) for v in values[:32]],
+                + [Choice(f"always {v}", v) for v in listed]
+                + ([Choice(f"always one of its {len(values)} values (typed next)", TYPED)] if not listed else []),
             ))  # fmt: skip
+            if how == TYPED:
+                how = _ask(self.q.text(
+                    f"Value of {name} at {tracepoint}:",
+                    validate=lambda v: True if v.strip() in values else f"one of {', '.join(values[:8])}, ...",
+                )).strip()  # fmt: skip
             if how:
                 update.setdefault("labels", {})[name] = how
                 continue
@@ -386,14 +406,15 @@ class Guide:
         return out
 
     def _overflow(self, family: dict, name: str, values: list[str]) -> None:
+        if (family["name"], name) in self.overflow_asked:
+            return  # a label has one overflow rule, asked at its first computed index
+        self.overflow_asked.add((family["name"], name))
         spec = family["labels"][name]
-        if isinstance(spec, dict):
-            return  # asked at an earlier hook
         Choice = self.q.Choice
         overflow = _ask(self.q.select(
             f"An index of {name} outside 0..{len(values) - 1}:",
             choices=[Choice("is dropped (not counted)", "")]
-            + [Choice(f"counts as {v}", v) for v in values[-8:]],
+            + [Choice(f"counts as {v}", v) for v in (values if len(values) <= LISTED_VALUES else values[-1:])],
         ))  # fmt: skip
         if overflow:
             family["labels"][name] = {"values": spec, "overflow": overflow}

@@ -313,14 +313,16 @@ class _Checker:
             b = BUILTINS[name]
             return Call(b.type, b)
         if self.scope.classic:
+            fields = self._field_names()
+            fix = _fix_first(name if name in fields else "", ["args->" + f for f in fields], name, fields)
             raise self.fail(
-                f"{name!r} is not known here; classic tracepoints read their record as "
-                f"args->field ({self.scope.describe_args()})" + _suggest(name, self._field_names())
+                f"{fix}{name!r} is not known here; classic tracepoints read their record as "
+                f"args->field ({self.scope.describe_args()})"
             )
+        fix = _fix_first("", [], name, [n for n, _ in self.scope.args])
         raise self.fail(
-            f"{name!r} is not an argument of {self.scope.hook} ({self.scope.describe_args()}; "
+            f"{fix}{name!r} is not an argument of {self.scope.hook} ({self.scope.describe_args()}; "
             f"builtins: {', '.join(BUILTINS)})"
-            + _suggest(name, [n for n, _ in self.scope.args])
         )
 
     def _field_names(self) -> list[str]:
@@ -693,6 +695,18 @@ def _same(a: Node, b: Node) -> bool:
 
 def _show(node: Node) -> str:
     return print_c(node, "tracepoint")
+
+
+def _fix_first(exact: str, spelled: list[str], name: str, known: list[str]) -> str:
+    """'did you mean X? ' to open a message: the exact field (`exact`, shown as in
+    `spelled`) or the closest names."""
+    import difflib
+
+    if exact:
+        return f"did you mean args->{exact}? "
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    shown = [spelled[known.index(c)] if spelled else c for c in close]
+    return f"did you mean {', '.join(shown)}? " if close else ""
 
 
 def _suggest(name: str, known: list[str]) -> str:
