@@ -33,6 +33,7 @@ pexpect = pytest.importorskip("pexpect")
 
 GIT = ["git", "-c", "user.email=t@example.com", "-c", "user.name=test"]
 ENTER, SUBMIT, BACKSPACE, KILL_LINE, DOWN = "\r", "\x1b\r", "\x7f", "\x15", "\x1b[B"
+PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"
 SIGNALS = 120  # SIGUSR1 sent to itself by the proof workload
 SEND_SIGNALS = (
     f"{sys.executable} -c 'import os, signal; signal.signal(signal.SIGUSR1, lambda *a: None); "
@@ -83,6 +84,8 @@ class Terminal:
             argv[0], argv[1:], cwd=str(cwd), env=env, encoding="utf-8", timeout=90,
             dimensions=(50, columns),
         )  # fmt: skip
+        if os.environ.get("REZOLUS_SAMPLER_PTY_LOG"):  # what the terminal received, for debugging
+            self.child.logfile_read = open(os.environ["REZOLUS_SAMPLER_PTY_LOG"], "a")  # noqa: SIM115
 
     def expect(self, text: str) -> None:
         self.child.expect(re.escape(text))
@@ -91,10 +94,22 @@ class Terminal:
         """Replace what the prompt shows (its default) with `text`, press Enter."""
         self.child.send(BACKSPACE * clear + text + ENTER)
 
-    def yaml(self, text: str, clear: int = 400) -> None:
-        """Type a multi-line YAML answer over the default, submit it (Esc, Enter)."""
-        self.child.send(BACKSPACE * clear + text.replace("\n", ENTER))
+    def confirm(self, yes: bool) -> None:
+        """A yes/no question takes one key, no Enter."""
+        self.child.send("y" if yes else "n")
+
+    def yaml(self, text: str, clear: int = 40) -> None:
+        """Type a multi-line YAML answer over the last `clear` lines of what the
+        prompt shows (Ctrl-U empties a line, Backspace joins it to the one
+        above), then submit it (Esc, Enter)."""
+        self.child.send((KILL_LINE + BACKSPACE) * clear)
+        self.paste(text)
         self.child.send(SUBMIT)
+
+    def paste(self, text: str) -> None:
+        """As a terminal pastes (bracketed paste): typed line by line, the
+        prompt would copy each line's indentation to the next."""
+        self.child.send(PASTE_START + text + PASTE_END)
 
     def finish(self) -> str:
         self.child.expect(pexpect.EOF, timeout=180)
@@ -146,7 +161,7 @@ def test_copier_copy_interactive_any_sampler(template, tree):
     t.expect("How counters are read")
     t.answer("")
     t.expect("Optional YAML list of histogram families")
-    t.yaml("[]", clear=10)
+    t.yaml("[]", clear=2)
     t.expect("YAML list of counter families")
     t.expect("int sig")  # the help shows the chosen hooks' typed arguments
     t.yaml(COUNTERS % "sig" + "\n      when: sig > 0 ? 1 : 0")  # unquoted ': ' is not YAML
@@ -178,22 +193,22 @@ def test_guided_new_any_sampler(template, tree):
     t.expect("Tracepoint")
     t.answer("signal:signal_delivr")  # mistyped: refused while typed, fixed in place
     t.expect("did you mean signal_deliver")
-    t.answer(BACKSPACE * 2 + "er")
+    t.answer(BACKSPACE + "er")
     t.expect("int arg0")  # the typed arguments, shown once chosen
     t.expect("Argument names in order")
     t.answer("sig, info, ka", clear=40)
     t.expect("Add another tracepoint?")
-    t.answer("y")
+    t.confirm(True)
     t.expect("Tracepoint")
     t.answer("signal_generate")  # the category is found
     t.expect("Argument names in order")
     t.answer("sig, info, task, grp, result", clear=60)
     t.expect("Add another tracepoint?")
-    t.answer("n")
+    t.confirm(False)
     t.expect("One-line description")
     t.answer("")
     t.expect("Count events with a counter family?")
-    t.answer("y")
+    t.confirm(True)
     t.expect("Metric name of the counter family")
     t.answer("signal_delivered", clear=40)
     t.expect("What it measures")
@@ -201,17 +216,17 @@ def test_guided_new_any_sampler(template, tree):
     t.expect("Unit")
     t.answer("signals", clear=10)
     t.expect("Label the counts by tracepoint")
-    t.answer("n")
+    t.confirm(False)
     t.expect("Add a label to signal_delivered?")
-    t.answer("y")
+    t.confirm(True)
     t.expect("Label name")
     t.answer("sig")
     t.expect("Values of sig")
     t.answer("32")
     t.expect("Add a label to signal_delivered?")
-    t.answer("n")
+    t.confirm(False)
     t.expect("Count signal_delivered at signal:signal_deliver?")
-    t.answer("y")
+    t.confirm(True)
     t.expect("At signal:signal_deliver, sig is")
     t.answer("")  # computed
     t.expect("Index of sig at signal:signal_deliver")
@@ -225,9 +240,9 @@ def test_guided_new_any_sampler(template, tree):
     t.expect("Add how much")
     t.answer("")
     t.expect("Count signal_delivered at signal:signal_generate?")
-    t.answer("n")
+    t.confirm(False)
     t.expect("Add another counter family?")
-    t.answer("y")
+    t.confirm(True)
     t.expect("Metric name of the counter family")
     t.answer("signal_generated", clear=40)
     t.expect("What it measures")
@@ -235,17 +250,17 @@ def test_guided_new_any_sampler(template, tree):
     t.expect("Unit")
     t.answer("signals", clear=10)
     t.expect("Add a label to signal_generated?")
-    t.answer("y")
+    t.confirm(True)
     t.expect("Label name")
     t.answer("result")
     t.expect("Values of result")
     t.answer("delivered, ignored, pending, overflow, lose_info")
     t.expect("Add a label to signal_generated?")
-    t.answer("n")
+    t.confirm(False)
     t.expect("Count signal_generated at signal:signal_deliver?")
-    t.answer("n")
+    t.confirm(False)
     t.expect("Count signal_generated at signal:signal_generate?")
-    t.answer("y")
+    t.confirm(True)
     t.expect("At signal:signal_generate, result is")
     t.answer("")
     t.expect("Index of result at signal:signal_generate")
@@ -257,14 +272,14 @@ def test_guided_new_any_sampler(template, tree):
     t.expect("Add how much")
     t.answer("")
     t.expect("Add another counter family?")
-    t.answer("n")
+    t.confirm(False)
     t.expect("Add a histogram family")
-    t.answer("n")
+    t.confirm(False)
     t.expect("How are counters read?")
     t.answer("")
     t.expect("map counters: 37 slot(s), W = roundup(37, 8) = 40")  # the layout, before writing
     t.expect("Write signal_deliveries into")
-    t.answer("y")
+    t.confirm(True)
     out = t.finish()
     assert t.status == 0, out
     directory = sampler(tree, "signal", "deliveries")
@@ -296,7 +311,7 @@ def test_classic_copy_then_update_to_tp_btf(template, tree):
     t.expect("How counters are read")
     t.answer("")
     t.expect("Optional YAML list of histogram families")
-    t.yaml("[]", clear=10)
+    t.yaml("[]", clear=2)
     t.expect("args->sig")  # the help lists the record's fields
     counters = """\
 - name: signal_generated_total
@@ -335,9 +350,9 @@ def test_classic_copy_then_update_to_tp_btf(template, tree):
     t.expect("How counters are read")
     t.answer("")
     t.expect("Optional YAML list of histogram families")
-    t.yaml("[]", clear=10)
+    t.yaml("[]", clear=2)
     t.expect("YAML list of counter families")
-    t.yaml(counters % "sig" + "\n    - at: signal:signal_deliver\n      index: {sig: sig}", clear=600)
+    t.yaml(counters % "sig" + "\n    - at: signal:signal_deliver\n      index: {sig: sig}")
     out = t.finish()
     assert t.status == 0, out
     source = (directory / "mod.bpf.c").read_text()
