@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -500,7 +501,10 @@ def main(argv: list[str] | None = None, prog: str = "rezolus-sampler new") -> in
     ap.add_argument("--check", action="store_true", help="with --answers: report problems, write nothing")
     ap.add_argument("--save", type=Path, help="also write the answers to this file (for --answers later)")
     ap.add_argument("--yes", action="store_true", help="render without asking for confirmation")
-    ap.add_argument("--template", type=Path, default=TEMPLATE, help="the template (default: this checkout)")
+    ap.add_argument(
+        "--template", type=Path, default=Path(os.environ.get("REZOLUS_SAMPLER_TEMPLATE") or TEMPLATE),
+        help="the template (default: $REZOLUS_SAMPLER_TEMPLATE, else the checkout of this package)",
+    )
     ap.add_argument("--vcs-ref", default="HEAD", help="template version to render (default: HEAD)")
     args = ap.parse_args(argv)
     tree = args.tree.absolute()
@@ -521,9 +525,6 @@ def main(argv: list[str] | None = None, prog: str = "rezolus-sampler new") -> in
             for problem in found:
                 print(f"  {problem}", file=sys.stderr)
             return 2
-        if args.check:
-            print(f"{args.answers}: no problems")
-            return 0
     else:
         if args.check:
             print(f"{prog}: --check needs --answers FILE", file=sys.stderr)
@@ -544,6 +545,9 @@ def main(argv: list[str] | None = None, prog: str = "rezolus-sampler new") -> in
     print("\n".join(summary_lines(sampler)))
     for warning in consolidation_warnings(tree, sampler) + sampler.warnings:
         print(f"warning: {warning}")
+    if args.check:
+        print(f"{args.answers}: no problems; nothing written (--check)")
+        return 0
     if args.save:
         args.save.write_text(yaml.safe_dump(answers, sort_keys=False), encoding="utf-8")
         print(f"answers saved to {args.save}")
