@@ -268,7 +268,7 @@ class Guide:
                 {"group": "g", "sampler": "s", "description": v})),
         ))  # fmt: skip
         family["unit"] = _ask(self.q.text(
-            "Unit (a word: events, bytes, nanoseconds, packets):",
+            "Unit (a word such as events, bytes, nanoseconds, packets):",
             default="events" if kind == "counter" else "nanoseconds",
             validate=lambda v: _verdict(lambda: self._probe(kind, family | {"unit": v})),
         ))  # fmt: skip
@@ -278,7 +278,7 @@ class Guide:
         if suggest_events and len(hooks) > 1 and kind == "counter":
             events = suggested["labels"]["event"]
             by_event = _ask(self.q.confirm(
-                f"Label the counts by tracepoint (event: {', '.join(events)})?", default=True))  # fmt: skip
+                f"Label the counts by tracepoint (label event, values {', '.join(events)})?", default=True))  # fmt: skip
             if by_event:
                 family["labels"]["event"] = list(events)
         self._labels(kind, family)
@@ -311,7 +311,7 @@ class Guide:
                 self._probe(kind, family | {"labels": {**family["labels"], name: self._values(v)}})
 
             raw = _ask(self.q.text(
-                f"Values of {name}: names separated by commas (read, write), or a number N "
+                f"Values of {name}, comma-separated (read, write), or a number N "
                 f"for 0..N-1 (at most {limit} combinations):",
                 validate=lambda v: _verdict(lambda: values_ok(v)),
             ))  # fmt: skip
@@ -375,8 +375,8 @@ class Guide:
         if kind == "histogram":
             self._recorded(family, tracepoint, update)
         for key, question in (
-            ("when", "Only when (a condition; Enter: always):"),
-            ("by" if kind == "counter" else None, "Add how much (an expression; Enter: 1):"),
+            ("when", "Only when (a condition; Enter for always):"),
+            ("by" if kind == "counter" else None, "Add how much (an expression; Enter for 1):"),
         ):
             if key is None:
                 continue
@@ -432,7 +432,7 @@ class Guide:
             update["latency"] = {"start": _ask(self.q.select("Measured from (the start tracepoint):", choices=starts))}
             return
         update["value"] = _yaml_scalar(_ask(self.q.text(
-            "Value (an expression; now - <start time> for a duration):",
+            "Value (an expression, e.g. a size):",
             validate=lambda v: _verdict(lambda: self._probe(
                 "histogram", family, self._complete(update | {"value": _yaml_scalar(v)}, family))),
         )))  # fmt: skip
