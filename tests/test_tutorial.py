@@ -248,3 +248,15 @@ def test_output_check_is_ordered_and_exact_but_for_ellipses():
     for wrong in ("total 1\nsignal{sig=10} 101\ndone", "done\ntotal 1\nsignal{sig=10} 100"):
         with pytest.raises(AssertionError, match="did not print"):
             check_output(step, wrong)
+
+
+def test_readme_session_is_the_tutorials():
+    """README's "Start here" shows the tutorial's guided session: the same questions
+    and answers (the tutorial's run checks them against the real command)."""
+    readme = (REPO / "README.md").read_text()
+    block = readme[readme.index("$ rezolus-sampler new") : readme.index("Sampler signal_deliveries written")]
+    shown = [line.strip() for line in block.splitlines() if line.strip().startswith("? ")]
+    step = next(s for s in parse(TUTORIAL.read_text()) if s.interactive)
+    asked = [line.strip() for line in step.expected if line.startswith("? ")]
+    assert [question_and_answer(q) for q in shown[:-1]] == [question_and_answer(q) for q in asked[:-1]]
+    assert shown[-1].startswith("? Write signal_deliveries into ") and shown[-1].endswith("? Yes")
