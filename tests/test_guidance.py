@@ -105,6 +105,12 @@ def test_agents_md_commands_run() -> None:
         assert text in proc.stdout, f"`{command}`: {text!r} not in its output"
 
 
+def other_tree(tmp_path: Path) -> Path:
+    tree = make_tree(tmp_path / "rezolus-copier")
+    (tree / "my-sampler.yml").write_text(yaml.safe_dump(default_answers()))
+    return tree
+
+
 def test_skill_commands_run_in_a_rezolus_tree(tmp_path) -> None:
     if rezolus_dir() is None:
         pytest.skip("no Rezolus checkout: set REZOLUS_DIR or place it at ../shared/rezolus")
@@ -118,6 +124,9 @@ def test_skill_commands_run_in_a_rezolus_tree(tmp_path) -> None:
             0,
             "scheduler/linux/runqueue/mod.bpf.c",
         ),
+        (r"rezolus-sampler tracepoints sched:sched_switch", 0, "already attached by"),
+        (r"rezolus-sampler new --answers my-sampler\.yml --check", 0, "no problems"),
+        (r"rezolus-sampler new --answers my-sampler\.yml", 0, ""),
         (r'copier copy --trust --defaults --data-file my-sampler\.yml "\$TEMPLATE" \.', 0, ""),
         (
             r'rezolus-sampler prove "\$SAMPLER"',
@@ -139,10 +148,12 @@ def test_skill_commands_run_in_a_rezolus_tree(tmp_path) -> None:
         matching = [r for r in runners if re.fullmatch(r[0], command)]
         assert matching, f"SKILL.md shows `{command}`, which no runner in this test executes"
         _, code, text = matching[0]
-        proc = _run(command, tree, env)
+        # plain Copier is shown as the alternative to `new`: it renders into a tree of its own
+        where = tree if not command.startswith("copier") else other_tree(tmp_path)
+        proc = _run(command, where, env)
         assert (
             proc.returncode == code
         ), f"`{command}`: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
         assert text in proc.stdout, f"`{command}`: {text!r} not in its output"
-        if command.startswith("copier"):
-            assert (tree / sampler / "mod.bpf.c").is_file()
+        if command.startswith(("copier", "rezolus-sampler new --answers my-sampler.yml")) and "--check" not in command:
+            assert (where / sampler / "mod.bpf.c").is_file()
