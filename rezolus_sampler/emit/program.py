@@ -161,7 +161,9 @@ def _long_read(name: str, ctype: str, tree: E.Node, variant: str) -> list[str]:
 def _assign(prefix: str, value: str, indent: str) -> list[str]:
     call = re.fullmatch(r"(\w+)\((.*)\)", value)
     if call is None:
-        raise SpecError(f"{value} is too long to lay out in 100 columns; shorten it", "expression")
+        # operands too long to share a line (long temporaries of a conditional, say):
+        # left to the formatter pass of lines.formatted, which runs at render time
+        return [f"{prefix} = {value};"]
     macro, inner = call.groups()
     args = [a.strip() for a in inner.split(",")]
     return assign_call(prefix, macro, args, indent).split("\n")
