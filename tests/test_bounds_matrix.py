@@ -141,7 +141,8 @@ class LabelCase:
 
     @property
     def values(self) -> list[str]:
-        return [f"v{i}" for i in range(self.size)] if self.listed else [str(i) for i in range(self.size)]
+        prefix = "v" if self.listed else ""
+        return [f"{prefix}{i}" for i in range(self.size)]
 
     @property
     def overflow_value(self) -> str | None:
@@ -650,7 +651,10 @@ def _syscalls_command(events: dict[int, int], arg: bool) -> str:
     """A Python one-liner making each event's syscall (or syscall 1000 with that
     first argument) as many times as it says."""
     calls = ", ".join(f"({k}, {n})" for k, n in events.items())
-    call = "libc.syscall(ctypes.c_long(1000), ctypes.c_ulong(x))" if arg else "libc.syscall(ctypes.c_long(x))"
+    if arg:
+        call = "libc.syscall(ctypes.c_long(1000), ctypes.c_ulong(x))"
+    else:
+        call = "libc.syscall(ctypes.c_long(x))"
     return (f"{sys.executable} -c 'import ctypes; libc = ctypes.CDLL(None); "
             f"libc.syscall.restype = ctypes.c_long; "
             f"[{call} for x, n in [{calls}] for _ in range(n)]'")
@@ -688,11 +692,10 @@ def test_u64_argument_index_lands_per_rule(tree: Path) -> None:
 def ignoring_child():
     """A child that ignores every signal the test sends, until its stdin closes."""
     sigs = sorted(SIGNAL_EVENTS)
-    child = subprocess.Popen(
-        [sys.executable, "-c",
-         f"import signal, sys\nfor s in {sigs}: signal.signal(s, signal.SIG_IGN)\n"
-         f"print('ready', flush=True)\nsys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    code = (f"import signal, sys\nfor s in {sigs}: signal.signal(s, signal.SIG_IGN)\n"
+            f"print('ready', flush=True)\nsys.stdin.read()")
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "ready"
     yield child.pid
     child.stdin.close()
