@@ -9,6 +9,8 @@ every program is loaded through the kernel verifier:
 - fixed slots (`labels:`), computed slots (`index:`), and families of two and
   three labels mixing both (and a constant index beyond the values, which the
   model sends to the overflow value);
+- histogram families (1 to 16 maps) whose labels choose the map by the same
+  rule, including records whose indexes are all constants;
 - index expressions reading a real tracepoint argument (tp_btf/raw_tp) or
   record field (classic) of each C type: u8, u16, u32, u64, s32, s64, bool and
   an enum; `test_sources_have_the_types_they_stand_for` checks each choice
@@ -31,7 +33,12 @@ an index is held in a u64, so a negative value wraps above every bound) is
 checked where it counts: tracepoints fired with known values (invalid
 syscall numbers at raw_syscalls:sys_enter, arguments of such a syscall,
 real-time signals to a child) must move exactly the slots the rule names,
-in both twins and in the classic tracepoint.
+in both twins and in the classic tracepoint, counters and histograms alike.
+
+Found by this matrix and fixed (emit/program.py): a hook whose histogram
+records all had constant indexes declared `u64 combo;` without using it, which
+Rezolus' -Wall -Werror build refuses
+(`test_constant_index_histogram_declares_no_unused_local`).
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,7 +54,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from support import make_tree, rezolus_dir, write_sampler
+from support import ARCHES, clang_command, make_tree, render_files, rezolus_dir, write_sampler
 
 from rezolus_sampler.kernel import bpf
 from rezolus_sampler.kernel import prove as prove_mod
@@ -190,6 +198,15 @@ MULTI = (
 )
 
 
+# Histogram families of several labels, or of constant indexes only (at most 16 maps).
+HIST_MULTI = (
+    FamilyCase((LabelCase(2, False, False, "index"), LabelCase(8, True, False, "shifted"))),
+    FamilyCase((LabelCase(4, False, False, "index"), LabelCase(3, True, True, "const"))),
+    FamilyCase((LabelCase(3, True, True, "const"),)),
+    FamilyCase((LabelCase(2, True, False, "fixed"), LabelCase(8, False, True, "index"))),
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class Cell:
     """One generated sampler: families indexed from one source in one attach style."""
@@ -289,11 +306,14 @@ def default_cells() -> list[Cell]:
             families.append(MULTI[t % len(MULTI)])
             hist = one(HIST_SIZES[t % len(HIST_SIZES)], t % 2 == 0, (t // 2) % 2 == 1)
             cells.append(Cell(f"{ATTACH_SHORT[attach]}_{kind}", attach, sources(attach)[kind],
-                              tuple(families), (hist,)))
+                              tuple(families), (hist, HIST_MULTI[t % len(HIST_MULTI)])))
         kind = "s64" if attach == "tp_btf" else "u64"
         cells.append(Cell(f"{ATTACH_SHORT[attach]}_{kind}_wide", attach, sources(attach)[kind],
                           (one(256, False, True), one(255, True, False), one(1, False, False)),
                           shared=True))
+        # a hook where no histogram picks its map at run time (constant indexes only)
+        cells.append(Cell(f"{ATTACH_SHORT[attach]}_{kind}_consthist", attach,
+                          sources(attach)[kind], (one(8, True, True),), (HIST_MULTI[2],)))
     # raw_tp alone (no twins): the raw twin's reads in a program of their own
     cells.append(Cell("raw_s64", "raw_tp", BTF_SOURCES["s64"],
                       tuple(one(s, i % 2 == 0, i % 3 == 0) for i, s in enumerate(SIZES))
@@ -303,8 +323,9 @@ def default_cells() -> list[Cell]:
 
 def full_cells() -> list[Cell]:
     """The cross product: attach x type x value form x overflow, each sampler with
-    every size computed and fixed and every multi-label family; then every
-    computed family of that product alone in a sampler."""
+    every size computed and fixed, every multi-label family and every histogram
+    shape; then every computed family of that product alone in a sampler, and per
+    attach x type a hook whose histograms all have constant indexes."""
     cells = []
     for attach in ("tp_btf", "raw_tp", "tracepoint"):
         for kind in TYPES:
@@ -313,12 +334,15 @@ def full_cells() -> list[Cell]:
                 families = [one(s, listed, overflow) for s in SIZES]
                 families += [one(s, listed, overflow, "fixed") for s in SIZES]
                 families += list(MULTI)
-                hists = tuple(one(s, listed, overflow) for s in HIST_SIZES)
+                hists = tuple(one(s, listed, overflow) for s in HIST_SIZES) + HIST_MULTI
                 cells.append(Cell(f"{ATTACH_SHORT[attach]}_{kind}_{tag}", attach,
                                   sources(attach)[kind], tuple(families), hists))
                 for size in SIZES:
                     cells.append(Cell(f"{ATTACH_SHORT[attach]}_{kind}_{tag}_{size}", attach,
                                       sources(attach)[kind], (one(size, listed, overflow),)))
+            # histograms with constant indexes only: no map is picked at run time
+            cells.append(Cell(f"{ATTACH_SHORT[attach]}_{kind}_consthist", attach,
+                              sources(attach)[kind], (one(8, True, True),), (HIST_MULTI[2],)))
     return cells
 
 
@@ -338,7 +362,9 @@ def test_default_subset_covers_every_dimension() -> None:
         fixed = {lc.size for c in mine for f in c.families for lc in f.labels if lc.how == "fixed"}
         assert set(SIZES) <= fixed, fixed
         assert {f for c in mine for f in c.families if len(f.labels) > 1} == set(MULTI)
-        assert {lc.size for c in mine for f in c.histograms for lc in f.labels} == set(HIST_SIZES)
+        assert {f.labels[0].size for c in mine for f in c.histograms
+                if len(f.labels) == 1 and f.labels[0].how == "index"} == set(HIST_SIZES)
+        assert {f for c in mine for f in c.histograms} >= set(HIST_MULTI)
         assert any(c.shared and sum(f.slots for f in c.families) == MAX_SLOTS_PER_MAP
                    for c in mine)
 
@@ -561,6 +587,7 @@ SYSCALL_HISTOGRAMS = (
     Counted("hover", {"v": Lbl(_counts(4), "3", X, _over)}),
     Counted("hdrop", {"v": Lbl(_names("a", 9), None, f"(u8)({X})",
                                lambda x: _wrap(8, False)(_over(x)))}),
+    Counted("hconst", {"v": Lbl(_counts(3), "2", "7", lambda x: 7)}),  # every event: v=2
 )
 
 # raw_syscalls:sys_enter (classic) of syscall 1000 with a chosen first argument:
@@ -741,3 +768,52 @@ def test_expected_counts_follow_the_rule() -> None:
     assert two.expected("m", {1006: 2})["m{hi=h0, lo=6}"] == 2
     assert ARG_FAMILIES[2].labels["v"].slot(MASK64) == "255"
     assert ARG_FAMILIES[0].labels["v"].slot((1 << 32) + 3) is None
+
+
+# --------------------------------------------------------------------------
+# regression: a histogram record whose indexes are all constants
+# --------------------------------------------------------------------------
+
+
+def constant_index_histogram() -> dict:
+    """A histogram whose only label takes a constant index beyond its values (the
+    model sends it to the overflow value at render time), at a hook where nothing
+    else picks a map at run time."""
+    return {
+        "group": GROUP, "sampler": "const_hist", "attach": "tp_btf", "layout": "totals",
+        "description": "A histogram label given as a constant index",
+        "tracepoints": ["sched:sched_process_fork(parent, child)"],
+        "counters": [],
+        "histograms": [{
+            "name": f"{GROUP}_const_hist_pid", "description": "Child pids by a constant lane",
+            "labels": {"lane": {"values": 3, "overflow": "2"}},
+            "records": [{"at": "sched:sched_process_fork", "index": {"lane": "7"},
+                         "value": "child->pid"}],
+        }],
+    }
+
+
+def test_constant_index_histogram_declares_no_unused_local(tree: Path) -> None:
+    """Found by this matrix: such a record declared `u64 combo;` (the local that
+    picks a map at run time) without using it, and Rezolus' build (-Wall -Werror)
+    refused the file with -Wunused-variable. The constant now chooses the map at
+    render time, as a fixed label does, and no `combo` is declared."""
+    text = render_files(constant_index_histogram(), tree)["mod.bpf.c"]
+    assert "combo" not in text
+    assert "histogram_add(&pid_2, " in text  # lane 7 is beyond 0..2: the overflow value's map
+    if shutil.which("clang") is None:
+        pytest.skip("clang is not installed")
+    directory = write_sampler(tree, constant_index_histogram())
+    for arch in ARCHES:
+        out = directory / f"{arch}.o"
+        proc = subprocess.run(clang_command(tree, directory / "mod.bpf.c", out, arch),
+                              capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, proc.stderr
+    if _BPF_OK:
+        with bpf.BpfObject.open(directory / "x86_64.o") as obj:
+            names = obj.program_names()
+        for keep in _program_sets(names, "tp_btf"):
+            with bpf.BpfObject.open(directory / "x86_64.o") as obj:
+                for name in names:
+                    obj.set_autoload(name, name in keep)
+                obj.load()

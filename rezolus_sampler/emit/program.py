@@ -501,7 +501,14 @@ def emit_hook(sampler: Sampler, hook: Hook, file_names: set[str]) -> HookProgram
         names["idx"] = namer.claim("idx")
         for m in dict.fromkeys(u.family.map for u in counters):
             names[f"bank:{m}"] = namer.claim(f"{m}_bank")
-    if any(u.family.kind == "histogram" and u.index for u in updates):
+    # `combo` picks a histogram's map at run time, so only a record with a computed
+    # index needs it: a constant index (in range, or into the overflow value) is
+    # folded into the map choice at render time like a fixed label, and an unused
+    # `u64 combo;` fails Rezolus' -Wall -Werror build (-Wunused-variable).
+    if any(
+        u.family.kind == "histogram" and any(e.const is None for e in u.index.values())
+        for u in updates
+    ):
         names["combo"] = namer.claim("combo")
     if any(u.latency for u in updates):
         names["latency"] = namer.claim("latency")
