@@ -35,10 +35,14 @@ syscall numbers at raw_syscalls:sys_enter, arguments of such a syscall,
 real-time signals to a child) must move exactly the slots the rule names,
 in both twins and in the classic tracepoint, counters and histograms alike.
 
-Found by this matrix and fixed (emit/program.py): a hook whose histogram
-records all had constant indexes declared `u64 combo;` without using it, which
-Rezolus' -Wall -Werror build refuses
-(`test_constant_index_histogram_declares_no_unused_local`).
+Found by this matrix and fixed (emit/program.py):
+- a hook whose histogram records all had constant indexes declared
+  `u64 combo;` without using it, which Rezolus' -Wall -Werror build refuses
+  (`test_constant_index_histogram_declares_no_unused_local`);
+- the model accepted a hook whose program references more than the 64 maps
+  the kernel allows one program (each histogram label combination is a map):
+  the sampler rendered and compiled, then failed to load. Now refused at the
+  prompt, at exactly that limit (`test_more_maps_than_the_kernel_allows_are_refused`).
 """
 
 from __future__ import annotations
@@ -325,7 +329,9 @@ def full_cells() -> list[Cell]:
     """The cross product: attach x type x value form x overflow, each sampler with
     every size computed and fixed, every multi-label family and every histogram
     shape; then every computed family of that product alone in a sampler, and per
-    attach x type a hook whose histograms all have constant indexes."""
+    attach x type a hook whose histograms all have constant indexes. The
+    histogram shapes go in samplers of their own: together with the counters
+    they would exceed the 64 maps the kernel lets one program use."""
     cells = []
     for attach in ("tp_btf", "raw_tp", "tracepoint"):
         for kind in TYPES:
@@ -334,9 +340,14 @@ def full_cells() -> list[Cell]:
                 families = [one(s, listed, overflow) for s in SIZES]
                 families += [one(s, listed, overflow, "fixed") for s in SIZES]
                 families += list(MULTI)
-                hists = tuple(one(s, listed, overflow) for s in HIST_SIZES) + HIST_MULTI
                 cells.append(Cell(f"{ATTACH_SHORT[attach]}_{kind}_{tag}", attach,
-                                  sources(attach)[kind], tuple(families), hists))
+                                  sources(attach)[kind], tuple(families)))
+                # histograms apart: each label combination is a map, and one program
+                # may reference at most 64 (46 and 47 maps here)
+                for part, hists in enumerate((tuple(one(s, listed, overflow) for s in HIST_SIZES),
+                                              HIST_MULTI)):
+                    cells.append(Cell(f"{ATTACH_SHORT[attach]}_{kind}_{tag}_h{part}", attach,
+                                      sources(attach)[kind], (), hists))
                 for size in SIZES:
                     cells.append(Cell(f"{ATTACH_SHORT[attach]}_{kind}_{tag}_{size}", attach,
                                       sources(attach)[kind], (one(size, listed, overflow),)))
@@ -817,3 +828,69 @@ def test_constant_index_histogram_declares_no_unused_local(tree: Path) -> None:
                 for name in names:
                     obj.set_autoload(name, name in keep)
                 obj.load()
+
+
+# --------------------------------------------------------------------------
+# regression: at most 64 maps per program
+# --------------------------------------------------------------------------
+
+
+def many_maps(histograms: int, counter_maps: int) -> dict:
+    """`histograms` families of 16 label combinations (16 maps each) and
+    `counter_maps` counter families in maps of their own, all at one hook."""
+    at = "raw_syscalls:sys_enter"
+    return {
+        "group": GROUP, "sampler": f"maps_{histograms}_{counter_maps}", "attach": "tp_btf",
+        "layout": "totals", "description": "Maps referenced by one program",
+        "tracepoints": [f"{at}(regs, id)"],
+        "counters": [{"name": f"{GROUP}_maps_c{i}", "description": f"Counter {i}",
+                      "map": f"m{i}", "increments": [at]} for i in range(counter_maps)],
+        "histograms": [{"name": f"{GROUP}_maps_h{i}", "description": f"Histogram {i}",
+                        "labels": {"lane": 16},
+                        "records": [{"at": at, "index": {"lane": "id & 15"}, "value": "id"}]}
+                       for i in range(histograms)],
+    }
+
+
+def test_program_maps_counts_what_a_program_references(tree: Path) -> None:
+    from support import REPO, load_answers
+
+    from rezolus_sampler.emit.program import program_maps
+    from rezolus_sampler.spec import model
+
+    wait = model.build(load_answers(REPO / "examples" / "scheduler_runqueue_wait.yml"), tree)
+    by_hook = {h.event: program_maps(wait, h) for h in wait.hooks}
+    assert by_hook == {"sched_wakeup": ["runqueue_start"], "sched_wakeup_new": ["runqueue_start"],
+                       "sched_switch": ["runqueue_start", "runqueue"]}
+    sizes = model.build(load_answers(REPO / "examples" / "blockio_request_sizes.yml"), tree)
+    assert len(program_maps(sizes, sizes.hooks[0])) == 4
+    wide = model.build(many_maps(4, 0), tree)
+    assert len(program_maps(wide, wide.hooks[0])) == 64
+
+
+def test_more_maps_than_the_kernel_allows_are_refused(tree: Path) -> None:
+    """Found by the full matrix: the model accepted a hook whose program references
+    more than 64 maps (each histogram label combination is one), the kernel's
+    limit per program, and the rendered sampler then failed to load ("The total
+    number of maps per program has reached the limit of 64"). Now refused at the
+    prompt, at exactly the kernel's limit: 64 maps load, 65 are refused."""
+    from rezolus_sampler.spec import model
+
+    for spec in (many_maps(4, 1), many_maps(3, 17)):
+        with pytest.raises(model.SpecError, match=r"raw_syscalls:sys_enter would use 65 maps.*"
+                                                  r"at most 64"):
+            model.build(spec, tree)
+    for spec in (many_maps(4, 0), many_maps(3, 16)):
+        model.build(spec, tree)  # 64 maps: accepted
+        if not _BPF_OK:
+            continue
+        directory = write_sampler(tree, spec)
+        obj = directory / "x86_64.o"
+        bpf.compile_bpf(directory / "mod.bpf.c", obj, tree)
+        with bpf.BpfObject.open(obj) as probe:
+            names = probe.program_names()
+        for keep in _program_sets(names, "tp_btf"):
+            with bpf.BpfObject.open(obj) as loaded:
+                for name in names:
+                    loaded.set_autoload(name, name in keep)
+                loaded.load()  # the verifier takes 64 maps
