@@ -2,9 +2,10 @@
 """Generated versus hand-written Rezolus samplers, measured in the same run.
 
 Renders the reproduction specs (``examples/network_traffic.yml``,
-``examples/cpu_tlb_flush_reasons.yml``, ``examples/blockio_requests_counters.yml``
-and ``bench/compare/syscall_multi.yml``) into a scratch copy of the Rezolus
-snapshot with ``tests/support.py``, compiles the generated ``mod.bpf.c`` files,
+``examples/cpu_tlb_flush_reasons.yml``, ``examples/blockio_requests_counters.yml``,
+``bench/compare/syscall_multi.yml`` and the histogram examples
+``examples/blockio_request_sizes.yml`` and ``examples/syscall_total_latency.yml``)
+into a scratch copy of the Rezolus snapshot with ``tests/support.py``, compiles the generated ``mod.bpf.c`` files,
 the hand-written ones straight from the snapshot, and the hand-patched variants
 in ``bench/compare/*.bpf.c`` with Rezolus' own clang flags, then loads, attaches
 and drives each one under the same workload, interleaved (the order rotates
@@ -20,7 +21,24 @@ template now generates (a), (b) and (d), so ``gen`` rows include them and the
 Cost per event is the kernel's own accounting (BPF run-time stats):
 ``delta run_time_ns / delta run_cnt`` per program.  Instruction counts are
 ``verified_insns`` and ``xlated_insns`` from ``bpf_prog_info``.  Every run also
-reads the variant's counters and checks them against the workload.
+reads the variant's counters (or histogram buckets) and checks them against the
+workload.
+
+Histogram cases, each against the hand-written Rezolus sampler doing that job
+(``hand``) and against that sampler's code cut down to the same work as the
+generated one (``hand-trim``, ``bench/compare/blockio_sizes_trimmed.bpf.c`` and
+``syscall_latency_total.bpf.c``):
+
+* request sizes: the generated ``blockio_request_sizes`` versus
+  ``blockio/requests`` (whose size histograms share the program with its
+  counters and error classes), both twins; n O_DIRECT writes of 3584 B and n of
+  19456 B, which must land exactly n in each size's bucket of the write map;
+* system call latency: the generated ``syscall_total_latency`` (one
+  distribution) versus ``syscall/latency`` (16 per-family distributions picked
+  through ``syscall_lut``, filled here for the sleep calls as Rezolus'
+  ``syscall_lut()`` would; its maps are summed bucket-wise into the one total
+  distribution); getppid() calls and a few 1 ms sleeps, which must all be
+  recorded, the sleeps at or above 1 ms and the p50 a fast call's latency.
 
 Workloads (the process is pinned to CPU 0; children inherit it):
 
@@ -28,14 +46,19 @@ Workloads (the process is pinned to CPU 0; children inherit it):
 * tlb_flush: mmap + touch + munmap of one anonymous page (a local MM
   shootdown each) from a small C driver;
 * blockio: O_DIRECT|O_SYNC 4 KiB writes to a loop device;
-* syscall multi-counter: getppid() from the C driver.
+* syscall multi-counter: getppid() from the C driver;
+* request sizes: O_DIRECT|O_SYNC writes of 3584 B and 19456 B to another loop
+  device, over a file in tmpfs (the proof command's choice: no disk requests of
+  the same sizes);
+* syscall latency: getppid() then 1 ms nanosleep()s from the C driver.
 
 Usage::
 
     .venv/bin/python bench/compare.py [--rounds N] [--events N] [--json]
 
 ``--events`` is the getppid count per run; the other workloads scale with it
-(UDP /25, TLB /10, block /500).  Needs root, BTF and losetup.
+(UDP /25, TLB /10, block /500, two-size block /1000 writes of each size,
+latency /5 getppid with 20 sleeps).  Needs root, BTF and losetup.
 """
 
 from __future__ import annotations
@@ -62,7 +85,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from rezolus_sampler.kernel import bpf  # noqa: E402
-from rezolus_sampler.kernel.prove import udp_loopback  # noqa: E402
+from rezolus_sampler.kernel.histogram import REZOLUS, quantiles  # noqa: E402
+from rezolus_sampler.kernel.prove import _backing_dir, host_arch, udp_loopback  # noqa: E402
 
 HERE = REPO / "bench" / "compare"
 MAX_CPUS = 1024
@@ -76,13 +100,19 @@ DRIVER_C = r"""
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
-/* usage: driver getppid|tlb N */
+/* usage: driver getppid|tlb N, or driver lat N K NS (N getppid, then K sleeps of NS ns) */
 int main(int argc, char** argv) {
-    if (argc != 3) return 2;
+    if (argc != 3 && !(argc == 5 && !strcmp(argv[1], "lat"))) return 2;
     long n = atol(argv[2]);
-    if (!strcmp(argv[1], "getppid")) {
+    if (!strcmp(argv[1], "lat")) {
+        long k = atol(argv[3]), ns = atol(argv[4]);
+        struct timespec ts = {ns / 1000000000L, ns % 1000000000L};
+        for (long i = 0; i < n; i++) syscall(SYS_getppid);
+        for (long i = 0; i < k; i++) nanosleep(&ts, NULL);
+    } else if (!strcmp(argv[1], "getppid")) {
         for (long i = 0; i < n; i++) syscall(SYS_getppid);
     } else if (!strcmp(argv[1], "tlb")) {
         for (long i = 0; i < n; i++) {
@@ -105,13 +135,17 @@ int main(int argc, char** argv) {
 
 
 @contextlib.contextmanager
-def block_workload(size: int = 4096, span: int = 64 << 20) -> Iterator[Callable[[int], None]]:
-    """O_DIRECT|O_SYNC writes to a loop device over a sparse file (set up once)."""
+def block_workload(sizes: tuple[int, ...] = (4096,), span: int = 64 << 20,
+                   backing_dir: str = "/var/tmp") -> Iterator[Callable[[int], None]]:
+    """O_DIRECT|O_SYNC writes to a loop device over a sparse file in `backing_dir` (set
+    up once): run(n) writes n of each size, one size after the other. A file on a
+    disk filesystem adds that disk's requests for the same writes (same sizes);
+    on tmpfs the loop device's requests are the only ones."""
     if shutil.which("losetup") is None:
         raise RuntimeError("block workload needs losetup")
-    buf = mmap.mmap(-1, size)  # page aligned, as O_DIRECT wants
-    buf.write(b"\x5a" * size)
-    with tempfile.TemporaryDirectory(prefix="compare-block-", dir="/var/tmp") as tmp:
+    buf = mmap.mmap(-1, max(sizes))  # page aligned, as O_DIRECT wants
+    buf.write(b"\x5a" * max(sizes))
+    with tempfile.TemporaryDirectory(prefix="compare-block-", dir=backing_dir) as tmp:
         backing = Path(tmp) / "disk.img"
         with open(backing, "wb") as f:
             f.truncate(span)
@@ -128,9 +162,18 @@ def block_workload(size: int = 4096, span: int = 64 << 20) -> Iterator[Callable[
             fd = os.open(device, os.O_WRONLY | os.O_DIRECT | os.O_SYNC)
             try:
                 def run(n: int) -> None:
-                    for i in range(n):
-                        if os.pwrite(fd, buf, (i * size) % span) != size:
-                            raise RuntimeError("block workload: short write")
+                    offset = 0
+                    for size in sizes:
+                        chunk = memoryview(buf)[:size]
+                        try:
+                            for _ in range(n):
+                                if offset + size > span:
+                                    offset = 0
+                                if os.pwrite(fd, chunk, offset) != size:
+                                    raise RuntimeError("block workload: short write")
+                                offset += size
+                        finally:
+                            chunk.release()
 
                 yield run
             finally:
@@ -139,9 +182,9 @@ def block_workload(size: int = 4096, span: int = 64 << 20) -> Iterator[Callable[
             subprocess.run(["losetup", "--detach", device], capture_output=True)
 
 
-def driver_workload(driver: Path, mode: str) -> Callable[[int], None]:
+def driver_workload(driver: Path, mode: str, *extra: int) -> Callable[[int], None]:
     def run(n: int) -> None:
-        subprocess.run([str(driver), mode, str(n)], check=True)
+        subprocess.run([str(driver), mode, str(n), *map(str, extra)], check=True)
 
     return run
 
@@ -170,6 +213,28 @@ def bank_reader(map_name: str) -> Reader:
     return read
 
 
+def hist_reader(maps: list[str], total: bool = False) -> Reader:
+    """The buckets of histogram maps (RwLockHistogram::new(3, 64): 496 u64 each),
+    one map after the other, or (total) summed bucket-wise into one distribution."""
+
+    def read(obj: bpf.BpfObject) -> list[int]:
+        out: list[int] = []
+        for name in maps:
+            view = bpf.mmap_u64_array(obj.map_fd(name), REZOLUS.total_buckets)
+            try:
+                out += list(view)
+            finally:
+                mm = view.obj
+                view.release()
+                mm.close()
+        if total:
+            n = REZOLUS.total_buckets
+            out = [sum(out[i + m * n] for m in range(len(maps))) for i in range(n)]
+        return out
+
+    return read
+
+
 def hash_reader(map_name: str) -> Reader:
     def read(obj: bpf.BpfObject) -> list[int]:
         return [obj.lookup_u64(map_name, k) or 0 for k in range(WIDTH)]
@@ -187,6 +252,7 @@ class Variant:
     progs: list[str]  # programs loaded and attached; every other one stays unloaded
     reader: Reader | None = None
     aggregate: bool = False  # one row for all programs (several programs on one hook)
+    setup: Callable[[bpf.BpfObject], None] | None = None  # fills maps userspace fills, before attach
 
 
 @dataclass
@@ -198,10 +264,81 @@ class Group:
     ref: str  # variant key the ratios are taken against
     check: Callable[[list[int], int], bool]  # (slot deltas, workload count) -> counts plausible
     expect: str  # what check() asserts, for the table notes
+    describe: Callable[[list[int], int], str] | None = None  # histogram contents, for the report
 
 
 UDP_SIZE = 512
 BLOCK_SIZE = 4096
+# Write sizes whose buckets hold no multiple of 4096 (3584 in [3584, 3839], 19456 in
+# [18432, 20479]): the machine's own 4 KiB-block writes cannot land in them.
+HIST_SIZES = (3584, 19456)
+SLEEP_NS, N_SLEEPS = 1_000_000, 20
+HB = REZOLUS.total_buckets
+OPS = ("read", "write", "flush", "discard")
+# nanosleep and clock_nanosleep: Rezolus' syscall_lut() puts both in family 6 (sleep)
+SLEEP_SYSCALLS = {"x86_64": (35, 230), "aarch64": (101, 115)}.get(host_arch(), ())
+SLEEP_FAMILY = 6
+LATENCY_MAPS = [f"{f}_latency" for f in (
+    "other", "read", "write", "poll", "lock", "time", "sleep", "socket", "yield", "filesystem",
+    "memory", "process", "query", "ipc", "timer", "event")]
+
+
+def _bounds(i: int) -> str:
+    lo, hi = REZOLUS.index_to_lower_bound(i), REZOLUS.index_to_upper_bound(i)
+    return str(lo) if lo == hi else f"{lo}..={hi}"
+
+
+def sizes_ok(d: list[int], n: int) -> bool:
+    """Exactly n writes in each size's bucket of the write map (maps in OPS order)."""
+    write = d[HB:2 * HB]
+    return all(write[REZOLUS.value_to_index(s)] == n for s in HIST_SIZES)
+
+
+def sizes_text(d: list[int], n: int) -> str:
+    parts = []
+    for k, op in enumerate(OPS):
+        m = d[k * HB:(k + 1) * HB]
+        if op == "write":
+            inside = ", ".join(f"[{_bounds(REZOLUS.value_to_index(s))}]: {m[REZOLUS.value_to_index(s)]}"
+                               for s in HIST_SIZES)
+            parts.append(f"write count {sum(m)} ({inside}; expected {n} each)")
+        else:
+            parts.append(f"{op} {sum(m)}")
+    return "; ".join(parts)
+
+
+def _sleep_buckets(d: list[int]) -> tuple[int, int]:
+    """(recorded at or above the sleep, recorded within the relative error above it)."""
+    at_least = within = 0
+    limit = SLEEP_NS * (1 + REZOLUS.relative_error)
+    for i, c in enumerate(d):
+        if c and REZOLUS.index_to_upper_bound(i) >= SLEEP_NS:
+            at_least += c
+            within += c if REZOLUS.index_to_lower_bound(i) <= limit else 0
+    return at_least, within
+
+
+def latency_ok(d: list[int], n: int) -> bool:
+    """Every call recorded, every sleep at or above its duration (most within the
+    histogram's relative error), and getppid's latency as the median."""
+    q = quantiles(REZOLUS, d, [0.5])
+    at_least, within = _sleep_buckets(d)
+    return (sum(d) >= n + N_SLEEPS and at_least >= N_SLEEPS and within >= N_SLEEPS // 2
+            and q is not None and q.entries[0.5].upper < 100_000)
+
+
+def latency_text(d: list[int], n: int) -> str:
+    q = quantiles(REZOLUS, d, [0.5, 0.99])
+    at_least, within = _sleep_buckets(d)
+    p50 = _bounds(q.entries[0.5].index) if q else "-"
+    return (f"count {sum(d)} (>= {n} getppid + {N_SLEEPS} sleeps), p50 {p50} ns, "
+            f"{at_least} at >= {SLEEP_NS} ns of which {within} within "
+            f"{REZOLUS.relative_error:.1%} above it")
+
+
+def fill_sleep_lut(obj: bpf.BpfObject) -> None:
+    for nr in SLEEP_SYSCALLS:
+        obj.update_u64("syscall_lut", nr, SLEEP_FAMILY)
 
 GROUPS = [
     Group("traffic", "network/traffic (raw_tp, loopback UDP)", "udp", 1 / 25, "hand",
@@ -215,6 +352,14 @@ GROUPS = [
     Group("multi", "3 counters at raw_syscalls:sys_enter (tp_btf, getppid)", "getppid", 1.0, "gen",
           lambda d, n: d[0] >= n and sum(d[1:5]) >= n and d[5] >= n * SYS_GETPPID,
           "entries >= n, sum of lanes >= n, ids >= n x nr(getppid)"),
+    Group("hsizes", "blockio request-size histograms (O_DIRECT writes of 3584 B and 19456 B to loop)",
+          "block2", 1 / 1000, "hand", sizes_ok,
+          "exactly n in the 3584 B bucket and n in the 19456 B bucket of the write histogram",
+          sizes_text),
+    Group("hlat", "syscall latency histograms (classic raw_syscalls tracepoints, getppid + 1 ms sleeps)",
+          "lat", 1 / 5, "hand", latency_ok,
+          f"count >= n + {N_SLEEPS}, >= {N_SLEEPS} at >= 1 ms (half within the relative error), p50 < 100 us",
+          latency_text),
 ]
 
 RX, TX = "netif_receive_skb", "net_dev_start_xmit"
@@ -273,6 +418,26 @@ VARIANTS = [
             hash_reader("counters"), aggregate=True),
     Variant("multi", "gen+a", "cand", "v0 + (a) one lookup per bank", "multi_bank", ["sys_enter_btf"],
             bank_reader("counters"), aggregate=True),
+    # request-size histograms: tp_btf twins, then raw_tp twins
+    Variant("hsizes", "hand", "hand", "hand-written blockio/requests (snapshot; + counters, error classes)",
+            "hand_blockio", [BTF], hist_reader([f"{op}_size" for op in OPS])),
+    Variant("hsizes", "hand-trim", "hand-trim", "hand-written size histograms only", "blockio_sizes_trimmed",
+            [BTF], hist_reader([f"{op}_size" for op in OPS])),
+    Variant("hsizes", "gen", "gen", "generated (examples/blockio_request_sizes.yml)", "gen_hsizes", [BTF],
+            hist_reader([f"bytes_{op}" for op in OPS])),
+    Variant("hsizes", "hand/raw", "hand", "hand-written blockio/requests, raw_tp twin", "hand_blockio", [RAW],
+            hist_reader([f"{op}_size" for op in OPS])),
+    Variant("hsizes", "hand-trim/raw", "hand-trim", "hand-written size histograms only, raw_tp twin",
+            "blockio_sizes_trimmed", [RAW], hist_reader([f"{op}_size" for op in OPS])),
+    Variant("hsizes", "gen/raw", "gen", "generated, raw_tp twin", "gen_hsizes", [RAW],
+            hist_reader([f"bytes_{op}" for op in OPS])),
+    # system call latency: two classic tracepoint programs each
+    Variant("hlat", "hand", "hand", "hand-written syscall/latency (snapshot; 16 families via syscall_lut)",
+            "hand_hlat", ["sys_enter", "sys_exit"], hist_reader(LATENCY_MAPS, total=True), setup=fill_sleep_lut),
+    Variant("hlat", "hand-trim", "hand-trim", "hand-written timing code, one histogram", "syscall_latency_total",
+            ["sys_enter", "sys_exit"], hist_reader(["total_latency"])),
+    Variant("hlat", "gen", "gen", "generated (examples/syscall_total_latency.yml)", "gen_hlat",
+            ["sys_enter", "sys_exit"], hist_reader(["syscall_total_latency"])),
 ]
 
 # rendered specs: (answers file, overwrite, objects key, path of mod.bpf.c under the tree)
@@ -281,11 +446,14 @@ SPECS = [
     (REPO / "examples" / "cpu_tlb_flush_reasons.yml", False, "gen_tlb"),
     (REPO / "examples" / "blockio_requests_counters.yml", False, "gen_blockio"),
     (HERE / "syscall_multi.yml", False, "gen_multi"),
+    (REPO / "examples" / "blockio_request_sizes.yml", False, "gen_hsizes"),
+    (REPO / "examples" / "syscall_total_latency.yml", False, "gen_hlat"),
 ]
 HAND = {
     "hand_traffic": "network/linux/traffic",
     "hand_tlb": "cpu/linux/tlb_flush",
     "hand_blockio": "blockio/linux/requests",
+    "hand_hlat": "syscall/linux/latency",
 }
 
 
@@ -327,6 +495,8 @@ def measure(v: Variant, objs: dict[str, Path], run: Callable[[int], None], n: in
         for name in obj.program_names():
             obj.set_autoload(name, name in v.progs)
         obj.load()
+        if v.setup:
+            v.setup(obj)
         names = obj.attach_all()
         assert sorted(names) == sorted(v.progs), (names, v.progs)
         c0 = v.reader(obj) if v.reader else None
@@ -443,7 +613,9 @@ def build_rows(results: dict[tuple[str, str], Result]) -> list[dict]:
                     "events_per_run": [sum(s.run_cnt.values()) // max(1, len(s.run_cnt)) for s in res.samples],
                     "workload_per_run": res.sizes[0] if res.sizes else 0,
                     "counts_ok": all(s.ok for s in res.samples),
-                    "count_deltas_last": res.samples[-1].deltas if res.samples else [],
+                    "count_deltas_last": res.samples[-1].deltas if res.samples and not g.describe else [],
+                    "contents_last": g.describe(res.samples[-1].deltas, res.sizes[-1])
+                    if g.describe and res.samples else None,
                 }
                 for name, other in (("ref", ref), ("gen", gen)):
                     if other is None or other is res or (vk in gen_keys and name == "gen") or \
@@ -514,9 +686,12 @@ def main() -> int:
             subprocess.run(["cc", "-O2", "-o", str(driver), str(tmpd / "driver.c")], check=True)
             runs = {
                 "udp": stack.enter_context(udp_loopback(UDP_SIZE)),
-                "block": stack.enter_context(block_workload(BLOCK_SIZE)),
+                "block": stack.enter_context(block_workload((BLOCK_SIZE,))),
+                # the exact-count check needs the loop device's requests alone: tmpfs backing
+                "block2": stack.enter_context(block_workload(HIST_SIZES, backing_dir=_backing_dir())),
                 "tlb": driver_workload(driver, "tlb"),
                 "getppid": driver_workload(driver, "getppid"),
+                "lat": driver_workload(driver, "lat", N_SLEEPS, SLEEP_NS),
             }
             groups = {g.key: g for g in GROUPS}
             counts = {g.key: max(1, int(args.events * g.scale)) for g in GROUPS}
@@ -551,7 +726,9 @@ def main() -> int:
           f"{info['possible_cpus']}, CPU: {info['cpu_model']}; {info['clang']}  ")
     print(f"Method: kernel BPF stats ({stats_mode}); {args.rounds} interleaved rounds; per run: "
           f"{counts['traffic']} UDP datagrams of {UDP_SIZE} B, {counts['tlb']} mmap/touch/munmap, "
-          f"{counts['blockio']} O_DIRECT {BLOCK_SIZE} B writes, {counts['multi']} getppid; median "
+          f"{counts['blockio']} O_DIRECT {BLOCK_SIZE} B writes, {counts['multi']} getppid, "
+          f"{counts['hsizes']} O_DIRECT writes of each of {' and '.join(map(str, HIST_SIZES))} B, "
+          f"{counts['hlat']} getppid + {N_SLEEPS} sleeps of {SLEEP_NS} ns; median "
           f"[min–max] over rounds; ratios are per-round paired; {elapsed:.0f} s total ({build_s:.0f} s render+build).")
     for g in GROUPS:
         print()
@@ -571,6 +748,15 @@ def main() -> int:
                   f"{fmt_ratio(row['ratio_gen'], 'verified')} | {row['xlated_insns']} | "
                   f"{fmt_ratio(row['ratio_ref'], 'xlated')} | {fmt_ratio(row['ratio_gen'], 'xlated')} | {ev} | "
                   f"{'yes' if row['counts_ok'] else 'NO'} |")
+        if g.describe:
+            print()
+            print("Histogram contents, last round:")
+            print()
+            shown = set()
+            for row in rows:  # one line per variant (a variant may have several program rows)
+                if row["group"] == g.key and row["contents_last"] and row["variant"] not in shown:
+                    shown.add(row["variant"])
+                    print(f"- `{row['variant']}`: {row['contents_last']}")
     print()
     print("ns/event = Δrun_time_ns/Δrun_cnt of the program (multi: Σ over the programs on the hook / events). "
           "Events include background events on the hook (both CPUs). Hand-written objects are compiled from the "

@@ -32,7 +32,7 @@ from rezolus_sampler.emit.lines import COLUMNS, assign_call, c_call, comment, fi
 from rezolus_sampler.spec import expr as E
 from rezolus_sampler.spec.ctype import CType, c_integer_name
 from rezolus_sampler.spec.hooks import Hook
-from rezolus_sampler.spec.model import Sampler, SpecError, Update
+from rezolus_sampler.spec.model import MAX_PROGRAM_MAPS, Sampler, SpecError, Update
 from rezolus_sampler.spec.names import Namer
 
 IND = "    "
@@ -503,7 +503,14 @@ def emit_hook(sampler: Sampler, hook: Hook, file_names: set[str]) -> HookProgram
         names["idx"] = namer.claim("idx")
         for m in dict.fromkeys(u.family.map for u in counters):
             names[f"bank:{m}"] = namer.claim(f"{m}_bank")
-    if any(u.family.kind == "histogram" and u.index for u in updates):
+    # `combo` picks a histogram's map at run time, so only a record with a computed
+    # index needs it: a constant index (in range, or into the overflow value) is
+    # folded into the map choice at render time like a fixed label, and an unused
+    # `u64 combo;` fails Rezolus' -Wall -Werror build (-Wunused-variable).
+    if any(
+        u.family.kind == "histogram" and any(e.const is None for e in u.index.values())
+        for u in updates
+    ):
         names["combo"] = namer.claim("combo")
     if any(u.latency for u in updates):
         names["latency"] = namer.claim("latency")
@@ -553,7 +560,46 @@ def emit_hook(sampler: Sampler, hook: Hook, file_names: set[str]) -> HookProgram
     return HookProgram(hook, handler, values.locals, preamble, merged)
 
 
+def program_maps(sampler: Sampler, hook: Hook) -> list[str]:
+    """The maps the program of `hook` references: the counters maps of its
+    increments, the histogram maps its records can reach, and the start-time
+    maps it stamps or reads."""
+    used: dict[str, None] = {}
+    for family in sampler.families:
+        for update in family.updates:
+            lat = update.latency
+            if lat is not None and any(t == hook.tracepoint for t, _, _ in lat.start):
+                used[lat.stamp_map] = None
+            if update.hook is not hook:
+                continue
+            if family.kind == "counter":
+                used[family.map] = None
+                continue
+            group = next(g for g in sampler.histogram_maps if g.family is family)
+            by_slot = {hm.slot.index: hm.name for hm in group.maps}
+            used.update(dict.fromkeys(by_slot[i] for i in _reachable(update)))
+            if lat is not None:
+                used[lat.stamp_map] = None
+    return list(used)
+
+
+def _check_program_maps(sampler: Sampler) -> None:
+    """Refuse a hook whose one program would reference more maps than the verifier
+    allows: the spec would render and compile, then fail to load."""
+    for hook in sampler.hooks:
+        maps = program_maps(sampler, hook)
+        if len(maps) > MAX_PROGRAM_MAPS:
+            raise SpecError(
+                f"the program at {hook.tracepoint} would use {len(maps)} maps (each histogram "
+                f"label combination is a map of its own); the kernel loads a BPF program with "
+                f"at most {MAX_PROGRAM_MAPS}. Record fewer histogram label combinations at this "
+                f"hook, or put counter families in fewer maps",
+                "histograms" if sampler.histograms else "counters",
+            )
+
+
 def emit_hooks(sampler: Sampler, reserved_c: dict[str, str]) -> None:
+    _check_program_maps(sampler)
     file_names = set(reserved_c)
     file_names |= {m.name for m in sampler.maps} | {m.width_macro for m in sampler.maps}
     file_names |= {family_macro(f) for f in sampler.counters}

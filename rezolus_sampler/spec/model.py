@@ -57,6 +57,10 @@ MAX_FAMILY_SLOTS = 256  # label combinations of one counter family
 MAX_HISTOGRAM_COMBOS = 16  # label combinations (maps) of one histogram family
 MAX_BANK_SLOTS = 512  # slots in one map's per-CPU bank: MAX_CPUS * 512 * 8 B = 4 MiB
 MAX_TRACEPOINTS = 64
+# The kernel's verifier refuses a program that references more than 64 maps
+# (MAX_USED_MAPS, kernel/bpf/verifier.c): "The total number of maps per program
+# has reached the limit of 64". Checked per hook by emit/program.py.
+MAX_PROGRAM_MAPS = 64
 MAX_STATIC_LEN = 64  # keeps every generated declaration within 100 columns
 MAX_MAP_NAME_LEN = 12  # keeps each bank lookup on one line
 MAX_SAMPLER_NAME_LEN = 48  # <group>_<sampler>: skeleton file, config key, statics
