@@ -6,4 +6,4 @@ checked spec), `emit` (layout and the facts the templates print), `tree`
 (the `rezolus-sampler` command).
 """
 
-__version__ = "0.2.0.dev0"
+__version__ = "0.2.0"

@@ -199,6 +199,10 @@ MULTI = (
                 LabelCase(32, True, True, "shifted"))),
     FamilyCase((LabelCase(9, True, True, "index"), LabelCase(4, False, True, "const"))),
     FamilyCase((LabelCase(1, False, False, "index"), LabelCase(255, True, True, "shifted"))),
+    # both labels through overflow selects, the outer one times a stride: clang may
+    # compute `value * 3` before the select (found by the property-based tests when
+    # the bound was put on the label value instead of at the access)
+    FamilyCase((LabelCase(65, False, True, "index"), LabelCase(3, False, True, "shifted"))),
 )
 
 

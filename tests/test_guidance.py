@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from copier_runner import copy_template
 from support import REPO, default_answers, make_tree, rezolus_dir
 
 from rezolus_sampler.kernel import bpf
@@ -111,6 +112,16 @@ def other_tree(tmp_path: Path) -> Path:
     return tree
 
 
+def tagless_template(tmp_path: Path) -> Path:
+    """This working copy as a git repository without tags: Copier renders a tagged
+    repository's newest release, and the test is about this version."""
+    template = copy_template(tmp_path / "rezolus-sampler")
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=test"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "template"]):
+        subprocess.run(git + args, cwd=template, check=True, capture_output=True)
+    return template
+
+
 def test_skill_commands_run_in_a_rezolus_tree(tmp_path) -> None:
     if rezolus_dir() is None:
         pytest.skip("no Rezolus checkout: set REZOLUS_DIR or place it at ../shared/rezolus")
@@ -141,7 +152,7 @@ def test_skill_commands_run_in_a_rezolus_tree(tmp_path) -> None:
             "sched_process_fork_btf" if kernel == 0 else "",
         ),
     ]
-    env = _env(TEMPLATE=str(REPO), SAMPLER=sampler)
+    env = _env(TEMPLATE=str(tagless_template(tmp_path)), SAMPLER=sampler)
     commands = fenced_commands(SKILL)
     assert commands
     for command in commands:
