@@ -46,6 +46,7 @@ from rezolus_sampler.tree.scan import (
     missing_in_running_kernel,
     metric_collisions,
     sampler_dir,
+    taken_sampler_name,
 )
 
 ANSWER_KEYS = model.ANSWER_KEYS
@@ -200,9 +201,7 @@ def _overwrite_refusal(context, answers: dict, at_prompt: bool = False) -> str:
     answers_file = existing / ".copier-answers.yml"
     update = f"copier update --trust -a {answers_file.relative_to(dst)}"
     if at_prompt:  # the fix first: at the prompt, another name is the likely one
-        return f"choose another name: {existing.relative_to(dst)} exists" + (
-            f" (refresh it with '{update}')" if answers_file.exists() else ""
-        )
+        return taken_sampler_name(dst, answers["group"], answers["sampler"])
     how = f"refresh it with '{update}'" if answers_file.exists() else "choose another sampler name"
     return (
         f"{existing.relative_to(dst)} already exists; it is not overwritten without consent: "

@@ -29,6 +29,7 @@ from rezolus_sampler import prompting
 from rezolus_sampler.spec import catalog, defaults, model
 from rezolus_sampler.spec.names import NameError_, check_name, rust_module_reserved
 from rezolus_sampler.spec.problems import problems
+from rezolus_sampler.tree.scan import taken_sampler_name
 
 LISTED_VALUES = 16  # more label values than this are typed, not listed in a menu
 TYPED = "\0typed"
@@ -66,6 +67,19 @@ def _categorized(text: str) -> str:
         if category:
             return f"{category}:{text}"
     return text
+
+
+_UNITS = {"latency": "nanoseconds", "ns": "nanoseconds", "size": "bytes", "sizes": "bytes"}
+
+
+def _unit_from_name(name: str, fallback: str) -> str:
+    """The unit a metric name ends with (`..._bytes`, `..._latency`), else `fallback`."""
+    last = name.rsplit("_", 1)[-1]
+    if last in _UNITS:
+        return _UNITS[last]
+    known = ("bytes", "nanoseconds", "microseconds", "seconds", "packets", "events", "requests",
+             "operations", "pages", "calls", "syscalls", "signals", "tasks", "frames", "segments")
+    return last if last in known else fallback
 
 
 def _yaml_scalar(text: str) -> Any:
@@ -126,12 +140,9 @@ class Guide:
             where = modules["sampler"].get(v)
             if where:
                 raise model.SpecError(f"choose another name: {v!r} would be a Rust module named like {where}")
-            existing = self.tree / "src" / "agent" / "samplers" / group / "linux" / v
-            if existing.exists():
-                raise model.SpecError(
-                    f"choose another name: {existing.relative_to(self.tree)} exists "
-                    f"(refresh it with copier update --trust -a {existing.relative_to(self.tree)}/.copier-answers.yml)"
-                )
+            taken = taken_sampler_name(self.tree, group, v)
+            if taken:
+                raise model.SpecError(taken)
 
         self.answers["sampler"] = _ask(self.q.text(
             f"Sampler name within {group} (snake_case; Rezolus calls it {group}_<name>):",
@@ -214,6 +225,8 @@ class Guide:
         spec[key] = spec.get(key) or [{"at": next(iter(hooks))}]  # a family needs one to parse
         parsed, _ = model.parse_family(spec, 0, kind)
         if update is not None:
+            if kind == "histogram" and "value" not in update and "latency" not in update:
+                update = update | {"value": 1}  # what it records is asked after the labels
             model.parse_update(update, parsed, ctx, 0)
 
     # -- families
@@ -269,7 +282,7 @@ class Guide:
         ))  # fmt: skip
         family["unit"] = _ask(self.q.text(
             "Unit (a word such as events, bytes, nanoseconds, packets):",
-            default="events" if kind == "counter" else "nanoseconds",
+            default=_unit_from_name(family["name"], "events" if kind == "counter" else "nanoseconds"),
             validate=lambda v: _verdict(lambda: self._probe(kind, family | {"unit": v})),
         ))  # fmt: skip
         family["labels"] = {}

@@ -294,6 +294,81 @@ def test_guided_new_any_sampler(template, tree):
         _prove_signals(directory)
 
 
+def test_guided_new_histogram_with_a_computed_label(template, tree):
+    """A value histogram through `rezolus-sampler new`, labelled by a computed index:
+    the index is checked as typed before the value is asked (it used to be refused
+    for lacking the value), the unit follows the metric name."""
+    t = Terminal([sys.executable, "-m", "rezolus_sampler.cli", "new", "--template", str(template)], tree)
+    t.expect("Group")
+    t.answer("blockio")
+    t.expect("Sampler name within blockio")
+    t.answer("requests")  # hand-written: refused, with what to do instead
+    t.expect("hand-written; to count more at its hooks, add to it instead")
+    t.answer(BACKSPACE * 8 + "issue_sizes")
+    t.expect("How should the programs attach")
+    t.answer("")
+    t.expect("Tracepoint")
+    t.answer("block:block_rq_issue")
+    t.expect("already attached by blockio_latency")  # P3, said before anything is written
+    t.expect("Argument names in order")
+    t.answer("")
+    t.expect("Add another tracepoint?")
+    t.confirm(False)
+    t.expect("One-line description")
+    t.answer("Sizes of issued block requests", clear=60)
+    t.expect("Count events with a counter family?")
+    t.confirm(False)
+    t.expect("Add a histogram family")
+    t.confirm(True)
+    t.expect("Metric name of the histogram family")
+    t.answer("blockio_issue_sizes_bytes", clear=60)
+    t.expect("What it measures")
+    t.answer("The size of issued block requests")
+    t.expect("Unit")
+    t.expect("bytes")  # from the name
+    t.answer("")
+    t.expect("Add a label to blockio_issue_sizes_bytes?")
+    t.confirm(True)
+    t.expect("Label name")
+    t.answer("op")
+    t.expect("Values of op")
+    t.answer("read, write, flush, discard")
+    t.expect("Add a label to blockio_issue_sizes_bytes?")
+    t.confirm(False)
+    t.expect("Record blockio_issue_sizes_bytes at block:block_rq_issue?")
+    t.confirm(True)
+    t.expect("At block:block_rq_issue, op is")
+    t.answer("")  # computed
+    t.expect("Index of op at block:block_rq_issue")
+    t.answer("rq->cmd_flag & 0xff")
+    t.expect("mean cmd_flags, rq_flags")  # the toolbar wraps the message
+    t.answer(BACKSPACE * 7 + "s & 0xff")
+    t.expect("An index of op outside 0..3")
+    t.answer("")  # dropped
+    t.expect("records:")
+    t.answer("")  # a value
+    t.expect("Value (an expression")
+    t.answer("rq->__data_len")
+    t.expect("Only when")
+    t.answer("")
+    t.expect("Add another histogram family?")
+    t.confirm(False)
+    t.expect("Write blockio_issue_sizes into")
+    t.confirm(True)
+    out = t.finish()
+    assert t.status == 0, out
+    directory = sampler(tree, "blockio", "issue_sizes")
+    answers = yaml.safe_load((directory / ".copier-answers.yml").read_text())
+    (family,) = answers["histograms"]
+    assert family["unit"] == "bytes"
+    assert family["records"] == [{"at": "block:block_rq_issue", "index": {"op": "rq->cmd_flags & 0xff"},
+                                  "value": "rq->__data_len"}]
+    if BPF_OK:
+        report, _ = prove(directory, "--workload", "block", "--count", "50", "--size", "3584")
+        write = next(h for h in report["histograms"] if h["key"] == "blockio_issue_sizes_bytes{op=write}")
+        assert write["count"] >= 50, write
+
+
 def test_classic_copy_then_update_to_tp_btf(template, tree):
     t = Terminal(copier("copy", "--trust", str(template), "."), tree)
     t.expect("Sampler group")

@@ -21,7 +21,8 @@ import re
 from functools import cached_property
 from pathlib import Path
 
-SAMPLERS = Path("src") / "agent" / "samplers"
+from rezolus_sampler.paths import SAMPLERS, sampler_dir  # noqa: F401 (re-exported)
+
 SHARED_BPF = Path("src") / "agent" / "bpf"
 SOURCES_RE = re.compile(r"\bconst\s+SOURCES\s*:[^=]*=\s*&\s*\[(.*?)\];", re.S)
 PAIR_RE = re.compile(r'\(\s*"(\w+)"\s*,\s*"(\w+)"\s*\)')
@@ -854,10 +855,6 @@ def sources(root: Path) -> list[tuple[str, str]]:
             f"{build} has no `const SOURCES: &[(&str, &str)] = &[...]`: not a Rezolus tree"
         )
     return PAIR_RE.findall(m.group(1))
-
-
-def sampler_dir(root: Path, group: str, sampler: str) -> Path:
-    return Path(root) / SAMPLERS / group / "linux" / sampler
 
 
 def rust_consts(root: Path) -> dict[str, str]:

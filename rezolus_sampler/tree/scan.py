@@ -6,15 +6,25 @@ import platform
 import re
 from pathlib import Path
 
+from rezolus_sampler.paths import SAMPLERS, sampler_dir  # noqa: F401 (re-exported)
 from rezolus_sampler.spec.hooks import running_kernel_categories
 from rezolus_sampler.tree.register import is_rezolus_tree  # noqa: F401 (one definition, re-exported)
 
-SAMPLERS = Path("src") / "agent" / "samplers"
 _SECTION = re.compile(r'SEC\("(?:tp_btf|raw_tp|tracepoint/\w+|kprobe|fentry|fexit)/(\w+)"\)')
 
 
-def sampler_dir(root: Path, group: str, sampler: str) -> Path:
-    return Path(root) / SAMPLERS / group / "linux" / sampler
+def taken_sampler_name(root: Path, group: str, sampler: str) -> str:
+    """"choose another name: …" when the sampler's directory exists, with what to do
+    instead: refresh a generated sampler, extend a hand-written one; else ""."""
+    directory = sampler_dir(root, group, sampler)
+    if not directory.exists():
+        return ""
+    rel = directory.relative_to(root)
+    if (directory / ".copier-answers.yml").exists():
+        return (f"choose another name: {rel} exists (refresh it with "
+                f"'copier update --trust -a {rel}/.copier-answers.yml')")
+    return (f"choose another name: {rel} exists (hand-written; to count more at its hooks, "
+            f"add to it instead: principle P3)")
 
 
 def attached_hooks(root: Path) -> dict[str, list[str]]:
