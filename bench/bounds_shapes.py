@@ -100,8 +100,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import yaml
-
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(HERE)]
@@ -207,14 +205,14 @@ def _verify_one(obj: Path, names: list[str], keep: str) -> int | None:
         return loaded.prog_info(keep).verified_insns
 
 
-def matrix(tmp: Path, rezolus: Path, full: bool) -> dict:
+def matrix(tmp: Path, full: bool, shapes: tuple[str, ...]) -> dict:
     from support import make_tree, write_sampler
     from test_bounds_matrix import default_cells, full_cells
 
     tree = make_tree(tmp / "matrix" / "rezolus")
     cells = full_cells() if full else default_cells()
     sources = {c.name: (write_sampler(tree, c.answers()) / "mod.bpf.c").read_text() for c in cells}
-    jobs = [(name, shape) for name in sources for shape in SHAPES]
+    jobs = [(name, shape) for name in sources for shape in shapes]
 
     def build(job: tuple[str, str]) -> tuple[tuple[str, str], Path | None]:
         name, shape = job
@@ -232,7 +230,7 @@ def matrix(tmp: Path, rezolus: Path, full: bool) -> dict:
         objs = dict(pool.map(build, jobs))
     loaded = {job: (verify(obj) if obj else None) for job, obj in objs.items()}
     table = {}
-    for shape in SHAPES:
+    for shape in shapes:
         progs = [p for (name, s), r in loaded.items() if s == shape for p in (r or [])]
         table[shape] = {
             "samplers": len(sources),
@@ -245,9 +243,9 @@ def matrix(tmp: Path, rezolus: Path, full: bool) -> dict:
     # verified instructions over the programs every shape loads
     common: set[tuple[str, str]] = set()
     for name in sources:
-        per_shape = [{p for p, v in (loaded[(name, s)] or []) if v is not None} for s in SHAPES]
+        per_shape = [{p for p, v in (loaded[(name, s)] or []) if v is not None} for s in shapes]
         common |= {(name, p) for p in set.intersection(*per_shape)}
-    for shape in SHAPES:
+    for shape in shapes:
         insns = {(n, p): v for (n, s), r in loaded.items() if s == shape for p, v in (r or [])}
         table[shape]["verified_common"] = sum(insns[k] for k in common)
     table["_common_programs"] = len(common)
@@ -266,17 +264,17 @@ SIGNED = {
 }
 
 
-def timing(tmp: Path, rounds: int, events: int) -> dict:
+def timing(tmp: Path, rounds: int, events: int, shapes: tuple[str, ...]) -> dict:
     from compare import DRIVER_C
-    from support import make_tree, write_sampler
+    from support import load_answers, make_tree, write_sampler
 
     tree = make_tree(tmp / "timing" / "rezolus")
-    specs = {"multi (id & 3, width 8)": yaml.safe_load((HERE / "compare" / "syscall_multi.yml").read_text()),
+    specs = {"multi (id & 3, width 8)": load_answers(HERE / "compare" / "syscall_multi.yml"),
              "numbers (long id, 33 values, overflow 32, width 40)": SIGNED}
     objs: dict[tuple[str, str], Path] = {}
     for label, answers in specs.items():
         source = (write_sampler(tree, answers) / "mod.bpf.c").read_text()
-        for shape in SHAPES:
+        for shape in shapes:
             text = reshape(source, shape)
             if shape == "mask" and text == reshape(source, "generated"):
                 continue  # the same program as generated (no width is a power of two)
@@ -320,7 +318,6 @@ def timing(tmp: Path, rounds: int, events: int) -> dict:
 
 
 def main() -> int:
-    global SHAPES
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=9, help="interleaved timing rounds (default 9)")
     ap.add_argument("--events", type=int, default=400_000, help="getppid calls per run (default 400000)")
@@ -330,20 +327,23 @@ def main() -> int:
                     help=f"comma-separated shapes (default {','.join(SHAPES)})")
     ap.add_argument("--no-timing", action="store_true", help="the verifier part only")
     args = ap.parse_args()
-    SHAPES = tuple(args.shapes.split(","))
+    shapes = tuple(args.shapes.split(","))
+    unknown = [s for s in shapes if s not in SHAPES]
+    if unknown:
+        ap.error(f"unknown shape(s) {', '.join(unknown)}; the shapes are {', '.join(SHAPES)}")
     ok, why = bpf.bpf_available()
     if not ok:
         print(f"cannot run: {why}", file=sys.stderr)
         return 2
-    rezolus = Path(os.environ.get("REZOLUS_DIR", REPO.parent / "shared" / "rezolus")).resolve()
-    os.environ["REZOLUS_DIR"] = str(rezolus)
+    rezolus = Path(os.environ.get("REZOLUS_DIR", REPO.parent / "shared" / "rezolus"))
+    os.environ["REZOLUS_DIR"] = str(rezolus.resolve())  # for tests/support.py's scratch trees
     started = time.monotonic()
     affinity = os.sched_getaffinity(0)
     with tempfile.TemporaryDirectory(prefix="bounds-shapes-") as tmp:
-        table = matrix(Path(tmp), rezolus, args.full)
+        table = matrix(Path(tmp), args.full, shapes)
         os.sched_setaffinity(0, {0})
         try:
-            times = {} if args.no_timing else timing(Path(tmp), args.rounds, args.events)
+            times = {} if args.no_timing else timing(Path(tmp), args.rounds, args.events, shapes)
         finally:
             os.sched_setaffinity(0, affinity)
     command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "bench/bounds_shapes.py", *sys.argv[1:]])

@@ -544,7 +544,7 @@ def build_before(tmp: Path, ref: str) -> dict[str, Path]:
     command in a scratch tree) and compiled: objects key -> object. A spec that
     version cannot render is skipped, with a note on stderr."""
     sys.path.insert(0, str(REPO / "tests"))
-    from support import make_tree, sampler_path  # noqa: E402
+    from support import load_answers, make_tree, sampler_path  # noqa: E402
 
     archive = subprocess.run(["git", "archive", ref, "copier.yml", "template", "hooks"], cwd=REPO,
                              capture_output=True, check=True)
@@ -563,9 +563,7 @@ def build_before(tmp: Path, ref: str) -> dict[str, Path]:
         if proc.returncode:
             print(f"{ref} cannot render {spec.name}: {proc.stderr.strip()[-300:]}", file=sys.stderr)
             continue
-        import yaml
-
-        src = sampler_path(tree, yaml.safe_load(spec.read_text())) / "mod.bpf.c"
+        src = sampler_path(tree, load_answers(spec)) / "mod.bpf.c"
         objs[f"before_{key}"] = tmp / "obj" / f"before_{key}.bpf.o"
         bpf.compile_bpf(src, objs[f"before_{key}"], tree)
     return objs

@@ -195,13 +195,13 @@ def _overwrite_refusal(context, answers: dict, at_prompt: bool = False) -> str:
     if conf.get("overwrite"):
         return ""
     dst = Path(str(conf["dst_path"]))
+    if at_prompt:  # the fix first: at the prompt, another name is the likely one
+        return taken_sampler_name(dst, answers["group"], answers["sampler"])
     existing = sampler_dir(dst, answers["group"], answers["sampler"])
     if not existing.exists():
         return ""
     answers_file = existing / ".copier-answers.yml"
     update = f"copier update --trust -a {answers_file.relative_to(dst)}"
-    if at_prompt:  # the fix first: at the prompt, another name is the likely one
-        return taken_sampler_name(dst, answers["group"], answers["sampler"])
     how = f"refresh it with '{update}'" if answers_file.exists() else "choose another sampler name"
     return (
         f"{existing.relative_to(dst)} already exists; it is not overwritten without consent: "

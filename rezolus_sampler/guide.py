@@ -69,17 +69,17 @@ def _categorized(text: str) -> str:
     return text
 
 
-_UNITS = {"latency": "nanoseconds", "ns": "nanoseconds", "size": "bytes", "sizes": "bytes"}
+# the last word of a metric name -> its unit (a unit names itself)
+_UNITS = {"latency": "nanoseconds", "ns": "nanoseconds", "size": "bytes", "sizes": "bytes"} | {
+    unit: unit
+    for unit in ("bytes", "nanoseconds", "microseconds", "seconds", "packets", "events", "requests",
+                 "operations", "pages", "calls", "syscalls", "signals", "tasks", "frames", "segments")
+}
 
 
 def _unit_from_name(name: str, fallback: str) -> str:
     """The unit a metric name ends with (`..._bytes`, `..._latency`), else `fallback`."""
-    last = name.rsplit("_", 1)[-1]
-    if last in _UNITS:
-        return _UNITS[last]
-    known = ("bytes", "nanoseconds", "microseconds", "seconds", "packets", "events", "requests",
-             "operations", "pages", "calls", "syscalls", "signals", "tasks", "frames", "segments")
-    return last if last in known else fallback
+    return _UNITS.get(name.rsplit("_", 1)[-1], fallback)
 
 
 def _yaml_scalar(text: str) -> Any:

@@ -7,14 +7,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from support import CASES, make_tree, render, rezolus_dir, sampler_path  # noqa: E402
+from support import CASES, make_tree, render, require_rezolus, rezolus_dir, sampler_path  # noqa: E402
 
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     """A scratch git copy of the Rezolus tree."""
-    if rezolus_dir() is None:
-        pytest.skip("no Rezolus checkout: set REZOLUS_DIR or place it at ../shared/rezolus")
+    require_rezolus()
     return make_tree(tmp_path / "rezolus")
 
 
@@ -26,8 +25,7 @@ def require_tool(name: str) -> None:
 @pytest.fixture(scope="session")
 def rendered(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
     """One tree holding every case, as many samplers share one Rezolus checkout."""
-    if rezolus_dir() is None:
-        pytest.skip("no Rezolus checkout: set REZOLUS_DIR or place it at ../shared/rezolus")
+    require_rezolus()
     tree = make_tree(tmp_path_factory.mktemp("render") / "rezolus")
     dirs = {}
     for case, answers in CASES.items():

@@ -122,6 +122,17 @@ def copy_template(dst: Path, src: Path = REPO) -> Path:
     return dst
 
 
+def template_repo(dst: Path) -> Path:
+    """This working copy as a one-commit git repository without tags, as Copier
+    wants a template it records (`_commit`) and `copier update` finds again; a
+    tagged repository would be rendered at its newest release instead."""
+    copy_template(dst)
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=test"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "template"]):
+        subprocess.run(git + args, cwd=dst, check=True, capture_output=True)
+    return dst
+
+
 @pytest.fixture(scope="session")
 def copier_cli(tmp_path_factory):
     """`copier_cli(cwd, *argv, env=None)` -> (returncode, output): the copier command

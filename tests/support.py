@@ -27,6 +27,16 @@ def rezolus_dir() -> Path | None:
     return None
 
 
+def require_rezolus() -> Path:
+    """The Rezolus checkout, or skip the test saying how to provide one."""
+    import pytest
+
+    root = rezolus_dir()
+    if root is None:
+        pytest.skip("no Rezolus checkout: set REZOLUS_DIR or place it at ../shared/rezolus")
+    return root
+
+
 def _writable(path: Path) -> None:
     for root, dirs, files in os.walk(path):
         for name in dirs + files:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from copier_runner import CopierServer, Inotify, copy_template, differences, restore, snapshot
-from support import REPO, make_tree, rezolus_dir
+from support import REPO, make_tree, require_rezolus
 
 JOURNAL = ".rezolus-sampler-journal.json"
 SAMPLER = Path("src/agent/samplers/scheduler/linux/processes")
@@ -23,8 +23,7 @@ COPY = ("copy", "--trust", "--defaults", "--quiet")
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    if rezolus_dir() is None:
-        pytest.skip("no Rezolus checkout: set REZOLUS_DIR or place it at ../shared/rezolus")
+    require_rezolus()
     base = tmp_path_factory.mktemp("atomic")
     # A plain directory (no .git): Copier renders from it in place, no clone per run.
     template = copy_template(base / "template")

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import REPO, default_answers, make_tree, render, rezolus_dir, sampler_path
+from support import REPO, default_answers, make_tree, render, require_rezolus, sampler_path
 
 from rezolus_sampler.audit import audit, audit_sampler, checks, measure
 from rezolus_sampler.audit.report import _plain, principle_sections, why
@@ -91,8 +91,7 @@ SNAPSHOT_FINDINGS = [
 
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory) -> Path:
-    if rezolus_dir() is None:
-        pytest.skip("no Rezolus checkout: set REZOLUS_DIR or place it at ../shared/rezolus")
+    require_rezolus()
     return make_tree(tmp_path_factory.mktemp("audit") / "rezolus")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from pytest_copie.plugin import Result
-from support import REPO, default_answers, rezolus_dir
+from support import REPO, default_answers, require_rezolus, rezolus_dir
 
 
 def test_refused_outside_a_rezolus_tree(copie):
@@ -24,8 +24,7 @@ def test_refused_outside_a_rezolus_tree(copie):
 @pytest.mark.parametrize("attach", ["tp_btf", "raw_tp"])
 @pytest.mark.parametrize("layout", ["totals", "per_cpu"])
 def test_renders_into_a_rezolus_tree(copie, attach, layout):
-    if rezolus_dir() is None:
-        pytest.skip("no Rezolus checkout: set REZOLUS_DIR or place it at ../shared/rezolus")
+    require_rezolus()
     # a child copie starts its project as a copy of the parent result's project
     into_tree = copie(parent_result=Result(project_dir=rezolus_dir(), exit_code=0),
                       child_tpl=REPO)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import default_answers, make_tree, rezolus_dir, tree_snapshot
+from support import default_answers, make_tree, require_rezolus, tree_snapshot
 
 from rezolus_sampler import prompting
 from rezolus_sampler.spec import catalog, hooks, model, running
@@ -20,8 +20,7 @@ from rezolus_sampler.spec.problems import problems
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
-    if rezolus_dir() is None:
-        pytest.skip("no Rezolus checkout: set REZOLUS_DIR or place it at ../shared/rezolus")
+    require_rezolus()
     return make_tree(tmp_path_factory.mktemp("front") / "rezolus")
 
 

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import REPO, load_answers, make_tree, rezolus_dir, write_sampler
+from support import REPO, load_answers, make_tree, require_rezolus, write_sampler
 from test_histogram_prove import (
     N_SLEEPS,
     N_WRITES,
@@ -51,8 +51,7 @@ def example(name: str) -> dict:
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
-    if rezolus_dir() is None:
-        pytest.skip("no Rezolus checkout: set REZOLUS_DIR or place it at ../shared/rezolus")
+    require_rezolus()
     return make_tree(tmp_path_factory.mktemp("gen_hist") / "rezolus")
 
 

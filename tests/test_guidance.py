@@ -12,10 +12,9 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
-from copier_runner import copy_template
-from support import REPO, default_answers, make_tree, rezolus_dir
+from copier_runner import template_repo
+from support import REPO, default_answers, make_tree, require_rezolus, rezolus_dir
 
 from rezolus_sampler.kernel import bpf
 
@@ -85,8 +84,7 @@ def _env(**extra: str) -> dict:
 
 
 def test_agents_md_commands_run() -> None:
-    if rezolus_dir() is None:
-        pytest.skip("no Rezolus checkout: set REZOLUS_DIR or place it at ../shared/rezolus")
+    require_rezolus()
     runners = [  # (command pattern, expected exit, text the output must hold)
         (r"make \.venv/\.installed", 0, ""),
         (r"\.venv/bin/python -m pytest -q tests/test_principles\.py", 0, "passed"),
@@ -112,19 +110,8 @@ def other_tree(tmp_path: Path) -> Path:
     return tree
 
 
-def tagless_template(tmp_path: Path) -> Path:
-    """This working copy as a git repository without tags: Copier renders a tagged
-    repository's newest release, and the test is about this version."""
-    template = copy_template(tmp_path / "rezolus-sampler")
-    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=test"]
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "template"]):
-        subprocess.run(git + args, cwd=template, check=True, capture_output=True)
-    return template
-
-
 def test_skill_commands_run_in_a_rezolus_tree(tmp_path) -> None:
-    if rezolus_dir() is None:
-        pytest.skip("no Rezolus checkout: set REZOLUS_DIR or place it at ../shared/rezolus")
+    require_rezolus()
     tree = make_tree(tmp_path / "rezolus")
     (tree / "my-sampler.yml").write_text(yaml.safe_dump(default_answers()))
     sampler = "src/agent/samplers/scheduler/linux/processes"
@@ -152,7 +139,7 @@ def test_skill_commands_run_in_a_rezolus_tree(tmp_path) -> None:
             "sched_process_fork_btf" if kernel == 0 else "",
         ),
     ]
-    env = _env(TEMPLATE=str(tagless_template(tmp_path)), SAMPLER=sampler)
+    env = _env(TEMPLATE=str(template_repo(tmp_path / "rezolus-sampler")), SAMPLER=sampler)
     commands = fenced_commands(SKILL)
     assert commands
     for command in commands:

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import REPO, ARCHES, clang_command, rezolus_dir
+from support import ARCHES, REPO, clang_command, require_rezolus
 
 from rezolus_sampler.emit import histogram_c
 from rezolus_sampler.kernel import bpf
@@ -43,13 +43,6 @@ RNG = random.Random(20260821)
 # random values with bit lengths spread evenly over 1..64
 RANDOM = [RNG.getrandbits(RNG.randint(1, 64)) for _ in range(4000)]
 VALUES = sorted(set(boundary_values(REZOLUS)) | set(RANDOM))
-
-
-def _rezolus_root() -> Path:
-    root = rezolus_dir()
-    if root is None:
-        pytest.skip("no Rezolus checkout: set REZOLUS_DIR or place it at ../shared/rezolus")
-    return root
 
 
 def _call(c: bench.Candidate, arg: str) -> str:
@@ -128,7 +121,7 @@ def test_rezolus_buckets_tile_u64_with_bounded_error() -> None:
 
 @pytest.fixture(scope="module")
 def native(tmp_path_factory) -> ctypes.CDLL:
-    root = _rezolus_root()
+    root = require_rezolus()
     if shutil.which("clang") is None:
         pytest.skip("clang is not installed")
     work = tmp_path_factory.mktemp("native")
@@ -189,7 +182,7 @@ def _syscall_source(root: Path) -> str:
 
 @pytest.mark.skipif(not _BPF_OK, reason=f"cannot run BPF here: {_BPF_WHY}")
 def test_kernel_index_equals_the_crate(tmp_path: Path) -> None:
-    root = _rezolus_root()
+    root = require_rezolus()
     src, obj = tmp_path / "index.bpf.c", tmp_path / "index.bpf.o"
     src.write_text(_syscall_source(root))
     bpf.compile_bpf(src, obj, root)
@@ -231,7 +224,7 @@ def test_emitted_function_is_the_measured_candidate() -> None:
 def _compile_sampler(tmp_path: Path, arch: str, with_helpers: bool, used: bool):
     """A sampler-shaped mod.bpf.c holding the emitted function, compiled with
     Rezolus' flags from a scratch tree (so helpers.h resolves as in Rezolus)."""
-    root = _rezolus_root()
+    root = require_rezolus()
     include = '#include "../../../agent/bpf/helpers.h"\n' if with_helpers else ""
     sampler = tmp_path / "src" / "agent" / "samplers" / "g" / "linux" / "s"
     sampler.mkdir(parents=True)
@@ -275,7 +268,7 @@ def test_emitted_function_unused_is_an_error(tmp_path: Path) -> None:
 
 
 def test_emitted_function_is_clang_format_clean(tmp_path: Path) -> None:
-    root = _rezolus_root()
+    root = require_rezolus()
     if shutil.which("clang-format") is None:
         pytest.skip("clang-format is not installed")
     shutil.copy(root / ".clang-format", tmp_path / ".clang-format")

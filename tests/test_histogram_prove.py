@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import REPO, make_tree, rezolus_dir
+from support import REPO, make_tree, require_rezolus
 from test_prove import prove as run_prove
 
 from rezolus_sampler.kernel import bpf
@@ -50,8 +50,7 @@ SLEEP_SYSCALLS = {"x86_64": (35, 230), "aarch64": (101, 115)}
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
-    if rezolus_dir() is None:
-        pytest.skip("no Rezolus checkout: set REZOLUS_DIR or place it at ../shared/rezolus")
+    require_rezolus()
     return make_tree(tmp_path_factory.mktemp("hist") / "rezolus")
 
 

@@ -10,7 +10,7 @@
   style of that classic sampler;
 - a validator's refusal is shown whole under the prompt, not cut at 80 columns.
 
-Each runs against a git copy of this template (copier_runner.copy_template) so
+Each runs against a git copy of this template (copier_runner.template_repo) so
 the recorded `_commit` exists when `copier update` looks for it.
 """
 
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from copier_runner import copy_template
-from support import default_answers, make_tree, rezolus_dir, tree_snapshot
+from copier_runner import template_repo
+from support import default_answers, make_tree, require_rezolus, tree_snapshot
 from test_prove import _BPF_OK as BPF_OK
 from test_prove import delta, prove
 
@@ -62,16 +62,12 @@ COUNTERS = """\
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
-    src = copy_template(tmp_path_factory.mktemp("template") / "rezolus-sampler")
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "template"]):
-        subprocess.run(GIT + args, cwd=src, check=True, capture_output=True)
-    return src
+    return template_repo(tmp_path_factory.mktemp("template") / "rezolus-sampler")
 
 
 @pytest.fixture
 def tree(tmp_path) -> Path:
-    if rezolus_dir() is None:
-        pytest.skip("no Rezolus checkout: set REZOLUS_DIR or place it at ../shared/rezolus")
+    require_rezolus()
     return make_tree(tmp_path / "rezolus")
 
 
@@ -110,6 +106,16 @@ class Terminal:
         """As a terminal pastes (bracketed paste): typed line by line, the
         prompt would copy each line's indentation to the next."""
         self.child.send(PASTE_START + text + PASTE_END)
+
+    def copier_defaults_until_counters(self) -> None:
+        """Copier's questions between the description and the counters, left at
+        their defaults (no histograms)."""
+        self.expect("Year for the SPDX")
+        self.answer("")
+        self.expect("How counters are read")
+        self.answer("")
+        self.expect("Optional YAML list of histogram families")
+        self.yaml("[]", clear=2)
 
     def finish(self) -> str:
         self.child.expect(pexpect.EOF, timeout=180)
@@ -156,12 +162,7 @@ def test_copier_copy_interactive_any_sampler(template, tree):
     t.yaml("e(sig, info, task, grp, result)", clear=0)
     t.expect("One line for the module doc")
     t.answer("")  # derived from the tracepoints
-    t.expect("Year for the SPDX")
-    t.answer("")
-    t.expect("How counters are read")
-    t.answer("")
-    t.expect("Optional YAML list of histogram families")
-    t.yaml("[]", clear=2)
+    t.copier_defaults_until_counters()
     t.expect("YAML list of counter families")
     t.expect("int sig")  # the help shows the chosen hooks' typed arguments
     t.yaml(COUNTERS % "sig" + "\n      when: sig > 0 ? 1 : 0")  # unquoted ': ' is not YAML
@@ -381,12 +382,7 @@ def test_classic_copy_then_update_to_tp_btf(template, tree):
     t.yaml("- signal:signal_generate")
     t.expect("One line for the module doc")
     t.answer("Counts generated signals", clear=80)
-    t.expect("Year for the SPDX")
-    t.answer("")
-    t.expect("How counters are read")
-    t.answer("")
-    t.expect("Optional YAML list of histogram families")
-    t.yaml("[]", clear=2)
+    t.copier_defaults_until_counters()
     t.expect("args->sig")  # the help lists the record's fields
     counters = """\
 - name: signal_generated_total
@@ -420,12 +416,7 @@ def test_classic_copy_then_update_to_tp_btf(template, tree):
     t.yaml("- signal:signal_generate(sig, info, task, grp, result)\n- signal:signal_deliver(sig)")
     t.expect("One line for the module doc")
     t.answer("")
-    t.expect("Year for the SPDX")
-    t.answer("")
-    t.expect("How counters are read")
-    t.answer("")
-    t.expect("Optional YAML list of histogram families")
-    t.yaml("[]", clear=2)
+    t.copier_defaults_until_counters()
     t.expect("YAML list of counter families")
     t.yaml(counters % "sig" + "\n    - at: signal:signal_deliver\n      index: {sig: sig}")
     out = t.finish()

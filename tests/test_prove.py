@@ -28,7 +28,7 @@ from support import (
     load_answers,
     make_tree,
     render,
-    rezolus_dir,
+    require_rezolus,
     sampler_path,
 )
 
@@ -95,8 +95,7 @@ _rendered: dict[str, Path] = {}
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory):
-    if rezolus_dir() is None:
-        pytest.skip("no Rezolus checkout: set REZOLUS_DIR or place it at ../shared/rezolus")
+    require_rezolus()
 
     def get(case: str) -> Path:
         if case not in _rendered:

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from copier_runner import copy_template
-from support import REPO, make_tree, rezolus_dir
+from copier_runner import template_repo
+from support import REPO, make_tree, require_rezolus
 from test_prove import _BPF_OK, _BPF_WHY
 
 pexpect = pytest.importorskip("pexpect")
@@ -35,7 +35,6 @@ pexpect = pytest.importorskip("pexpect")
 TUTORIAL = REPO / "docs" / "tutorial.md"
 RECORD = bool(os.environ.get("REZOLUS_SAMPLER_TUTORIAL_RECORD"))
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-B]|\x07|\r")
-GIT = ["git", "-c", "user.email=t@example.com", "-c", "user.name=test"]
 ENTER, BACKSPACE, DOWN = "\r", "\x7f", "\x1b[B"
 
 
@@ -182,11 +181,8 @@ def run_interactive(step: Step, cwd: Path, env: dict) -> str:
 
 @pytest.fixture
 def workspace(tmp_path) -> tuple[Path, dict]:
-    if rezolus_dir() is None:
-        pytest.skip("no Rezolus checkout: set REZOLUS_DIR or place it at ../shared/rezolus")
-    template = copy_template(tmp_path / "rezolus-sampler")
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "template"]):
-        subprocess.run(GIT + args, cwd=template, check=True, capture_output=True)
+    require_rezolus()
+    template = template_repo(tmp_path / "rezolus-sampler")
     tree = make_tree(tmp_path / "rezolus")
     env = dict(
         os.environ,

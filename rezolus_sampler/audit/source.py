@@ -400,20 +400,20 @@ class CSource(Text):
     def programs(self) -> list[CFunc]:
         return [f for f in self.funcs.values() if f.section and not f.section.startswith(".")]
 
-    def all_funcs(self) -> dict[str, CFunc]:
-        """Functions of this file and of every header it includes (this file wins)."""
-        found: dict[str, CFunc] = {}
+    def _with_headers(self, attr: str) -> dict:
+        """`attr` (a name -> definition dict) of this file and of every header it
+        includes, recursively (this file wins)."""
+        found: dict = {}
         for header in self.headers:
-            found.update(header.all_funcs())
-        found.update(self.funcs)
+            found.update(header._with_headers(attr))
+        found.update(getattr(self, attr))
         return found
 
+    def all_funcs(self) -> dict[str, CFunc]:
+        return self._with_headers("funcs")
+
     def all_structs(self) -> dict[str, str]:
-        found: dict[str, str] = {}
-        for header in self.headers:
-            found.update(header.all_structs())
-        found.update(self.structs)
-        return found
+        return self._with_headers("structs")
 
     def value_u64s(self, cmap: CMap) -> int | None:
         """u64 values in one map entry: 1 for `u64`, W for `struct { u64 slot[W]; }`."""
